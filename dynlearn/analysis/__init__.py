@@ -1,0 +1,24 @@
+"""Generic analysis: reference gradients, gradient comparisons, fixed points and their stability."""
+
+from .fixed_points import energy_increase, flow_jacobian, is_stable, spectrum
+from .gradients import (
+    bp_gradient,
+    compare_per_layer,
+    cosine_similarity,
+    loglog_slope,
+    mse_loss,
+    relative_error,
+)
+
+__all__ = [
+    "bp_gradient",
+    "compare_per_layer",
+    "cosine_similarity",
+    "energy_increase",
+    "flow_jacobian",
+    "is_stable",
+    "loglog_slope",
+    "mse_loss",
+    "relative_error",
+    "spectrum",
+]

@@ -1,0 +1,336 @@
+r"""Integrating models in time: one wrapper around diffrax for every model in dynlearn.
+
+* :func:`relax` integrates :math:`\dot y = f(t, y)` to a steady state — for energy models
+  :math:`f = -\partial E/\partial y` — and returns an :class:`Equilibrium`. The steady-state test is on
+  the vector field, :math:`\max|f(t,y)| \le \mathrm{tol}`, not on the state; errors and step sizes use
+  the max-norm over the whole (batched) state, so one sample's relaxation does not depend on how many
+  other samples share the batch. Energies are summed (not averaged) over the batch for the same reason.
+* :func:`polish` takes a relaxed state to machine precision with a Newton root-find (optimistix), which
+  theorem checks need: the error floor of a finite-difference estimator with nudge β is residual/β.
+* :func:`simulate` integrates an ODE or an additive-noise SDE over a fixed horizon (models that never
+  settle: learning with noise, microcircuits under a stream of inputs) and saves derived quantities.
+
+Every function here takes the vector field as a plain function ``f(t, y, args)``; the model travels
+in ``args`` so that a jitted solve is compiled once per model class and shape, not once per weight value.
+Use :func:`model_flow` as the field to call ``args[0].vector_field(t, y, *args[1:])``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optimistix as optx
+from jaxtyping import Array, Bool, Float, Int, PyTree
+
+from .errors import DivergedError, NotConvergedError
+
+# status codes of an Equilibrium
+CONVERGED, NOT_STEADY, MAX_STEPS, DIVERGED = 0, 1, 2, 3
+STATUS_NAMES = {CONVERGED: "converged", NOT_STEADY: "not steady at t1", MAX_STEPS: "max_steps reached", DIVERGED: "diverged"}
+
+_SOLVERS: dict[str, Callable[[], diffrax.AbstractSolver]] = {
+    "tsit5": diffrax.Tsit5,
+    "dopri5": diffrax.Dopri5,
+    "dopri8": diffrax.Dopri8,
+    "heun": diffrax.Heun,
+    "euler": diffrax.Euler,
+    "kvaerno5": diffrax.Kvaerno5,
+    "shark": diffrax.ShARK,
+    "sra1": diffrax.SRA1,
+    "sea": diffrax.SEA,
+}
+
+
+def max_norm(tree: PyTree) -> Float[Array, ""]:
+    """Largest absolute entry over all leaves of a PyTree (works for complex states)."""
+    leaves = [jnp.max(jnp.abs(a)) for a in jax.tree.leaves(tree) if jnp.size(a)]
+    return jnp.max(jnp.stack(leaves)) if leaves else jnp.zeros(())
+
+
+def model_flow(t, y, args):
+    """The generic vector field: ``args = (model, *data)`` gives ``model.vector_field(t, y, *data)``."""
+    model, *data = args
+    return model.vector_field(t, y, *data)
+
+
+def get_solver(solver: str | diffrax.AbstractSolver) -> diffrax.AbstractSolver:
+    """A diffrax solver from its lower-case name (``tsit5``, ``euler``, ``heun``, ``shark``, ...) or as given."""
+    if isinstance(solver, diffrax.AbstractSolver):
+        return solver
+    try:
+        return _SOLVERS[solver]()
+    except KeyError:
+        from .errors import UnknownNameError
+
+        raise UnknownNameError(f"unknown solver {solver!r}; choose one of {sorted(_SOLVERS)} or pass a diffrax solver") from None
+
+
+class Equilibrium(eqx.Module):
+    """The end of a relaxation.
+
+    Attributes:
+        state: the final state (same PyTree as the initial state).
+        residual: :math:`\\max|f(t, y)|` at the final state.
+        time: the time reached.
+        num_steps: accepted + rejected solver steps (Newton iterations after :func:`polish`).
+        status: ``CONVERGED`` (0), ``NOT_STEADY`` (1), ``MAX_STEPS`` (2) or ``DIVERGED`` (3).
+        ts, ys: saved times and states (time is the leading axis) when ``save_ts`` was given; times after
+            the steady state was reached are ``inf`` and are dropped by :func:`dynlearn.results.trajectory_dataset`.
+    """
+
+    state: PyTree
+    residual: Float[Array, ""]
+    time: Float[Array, ""]
+    num_steps: Int[Array, ""]
+    status: Int[Array, ""]
+    ts: Float[Array, " T"] | None = None
+    ys: PyTree | None = None
+
+    @property
+    def converged(self) -> Bool[Array, ""]:
+        return self.status == CONVERGED
+
+
+def _status_messages(name: str, tol) -> list[str]:
+    return [
+        f"{name}: converged",
+        f"{name}: relaxation did not reach a steady state (max|dy/dt| <= {tol:g}) by t1; increase t1 or check that the model is stable",
+        f"{name}: relaxation hit max_steps before reaching a steady state (max|dy/dt| <= {tol:g}); increase max_steps or t1",
+        f"{name}: relaxation diverged (state left the bounded region or became NaN/inf)",
+    ]
+
+
+def raise_for_status(eq: Equilibrium, name: str = "model", tol: float | None = None) -> Equilibrium:
+    """Raise :class:`NotConvergedError` / :class:`DivergedError` unless ``eq`` converged.
+
+    With concrete values the message gives the time reached, the residual and the step count; inside
+    ``jit`` it becomes an :func:`equinox.error_if` runtime check with a fixed message.
+    """
+    tol_s = "tol" if tol is None else tol
+    if isinstance(eq.status, jax.core.Tracer):
+        msgs = _status_messages(name, tol if tol is not None else float("nan"))
+        state = eqx.branched_error_if(eq.state, eq.status != CONVERGED, eq.status, msgs)
+        return eqx.tree_at(lambda e: e.state, eq, state)
+    status = int(eq.status)
+    if status == CONVERGED:
+        return eq
+    where = f"t = {float(eq.time):.4g} after {int(eq.num_steps)} steps, residual max|dy/dt| = {float(eq.residual):.3e}"
+    if status == DIVERGED:
+        raise DivergedError(f"{name}: relaxation diverged at {where} (state left the bounded region or became NaN/inf)")
+    what = {NOT_STEADY: "did not reach a steady state by t1", MAX_STEPS: "hit max_steps before reaching a steady state"}[status]
+    raise NotConvergedError(
+        f"{name}: relaxation {what}: {where} > tol = {tol_s}. Increase t1/max_steps, loosen tol, or check the model's stability."
+    )
+
+
+@eqx.filter_jit
+def _relax(field, y0, args, solver, controller, t1, dt0, tol, bound, max_steps, save_ts):
+    def steady(t, y, args, **kwargs):
+        return max_norm(field(t, y, args)) <= tol
+
+    def diverged(t, y, args, **kwargs):
+        n = max_norm(y)
+        return jnp.logical_not(jnp.isfinite(n)) | (n > bound)
+
+    saveat = diffrax.SaveAt(t1=True) if save_ts is None else diffrax.SaveAt(t1=True, ts=save_ts)
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(field),
+        solver,
+        t0=0.0,
+        t1=t1,
+        dt0=dt0,
+        y0=y0,
+        args=args,
+        saveat=saveat,
+        stepsize_controller=controller,
+        event=diffrax.Event({"steady": steady, "diverged": diverged}),
+        max_steps=max_steps,
+        throw=False,
+    )
+    y = jax.tree.map(lambda a: a[-1], sol.ys)
+    t = sol.ts[-1]
+    residual = max_norm(field(t, y, args))
+    finite = jnp.isfinite(residual) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(y)]))
+    blown = (sol.event_mask["diverged"] if sol.event_mask is not None else False) | ~finite
+    status = jnp.where(
+        blown,
+        DIVERGED,
+        jnp.where(residual <= tol, CONVERGED, jnp.where(sol.result == diffrax.RESULTS.max_steps_reached, MAX_STEPS, NOT_STEADY)),
+    )
+    ts = ys = None
+    if save_ts is not None:
+        ts = sol.ts[:-1]
+        ys = jax.tree.map(lambda a: a[:-1], sol.ys)
+    return Equilibrium(y, residual, t, sol.stats["num_steps"], status, ts, ys)
+
+
+def relax(
+    field: Callable[[Any, PyTree, Any], PyTree],
+    y0: PyTree,
+    args: Any = None,
+    *,
+    solver: str | diffrax.AbstractSolver = "tsit5",
+    tol: float = 1e-6,
+    rtol: float = 1e-6,
+    atol: float = 1e-8,
+    t1: float = 1e3,
+    dt0: float | None = None,
+    max_steps: int = 10_000,
+    bound: float = 1e6,
+    save_ts: Float[Array, " T"] | None = None,
+    name: str = "model",
+    throw: bool = True,
+) -> Equilibrium:
+    """Integrate ``dy/dt = field(t, y, args)`` from ``y0`` at ``t = 0`` until it is steady.
+
+    Args:
+        field: the vector field ``f(t, y, args)``; for an energy model use :func:`model_flow` with
+            ``args = (model, *data)``, which gives :math:`-\\partial E/\\partial y`.
+        y0: initial state (any PyTree of arrays; batched states are fine).
+        solver: ``"tsit5"`` (adaptive, default), ``"dopri5"``, ``"heun"``, ``"kvaerno5"`` (stiff), or
+            ``"euler"`` with a fixed step ``dt0`` (the discrete-iteration literature's choice); or any
+            diffrax solver.
+        tol: steady state when :math:`\\max|f(t, y)| \\le` ``tol`` (the steady-state event and the verdict).
+        rtol, atol: local error tolerances of the adaptive controller, in the max-norm over the whole state.
+        t1: latest time; with ``max_steps`` bounds the work. A relaxation that is not steady by then fails.
+        dt0: initial (adaptive) or fixed (Euler) step; Euler defaults to 0.1.
+        bound: the state counts as diverged when :math:`\\max|y|` exceeds it.
+        save_ts: times at which to save the trajectory (see :func:`dynlearn.results.trajectory_dataset`).
+        name: the model's name, used in error messages.
+        throw: raise :class:`NotConvergedError` / :class:`DivergedError` unless the relaxation converged
+            (inside ``jit``: an equinox runtime error). With ``throw=False`` inspect ``status`` yourself.
+
+    Returns:
+        An :class:`Equilibrium` with the state, residual, time reached, step count, status and the
+        optional trajectory.
+    """
+    solver = get_solver(solver)
+    if isinstance(solver, diffrax.Euler):
+        controller = diffrax.ConstantStepSize()
+        dt0 = 0.1 if dt0 is None else dt0
+    else:
+        controller = diffrax.PIDController(rtol=rtol, atol=atol, norm=optx.max_norm)
+    if save_ts is not None:
+        save_ts = jnp.asarray(save_ts)
+    eq = _relax(field, y0, args, solver, controller, t1, dt0, tol, bound, max_steps, save_ts)
+    return raise_for_status(eq, name, tol) if throw else eq
+
+
+@eqx.filter_jit
+def _polish(field, y, args, rtol, atol, max_steps):
+    fn = lambda y, args: field(0.0, y, args)
+    sol = optx.root_find(fn, optx.Newton(rtol=rtol, atol=atol, norm=optx.max_norm), y, args, max_steps=max_steps, throw=False)
+    residual = max_norm(fn(sol.value, args))
+    return sol.value, residual, sol.stats["num_steps"]
+
+
+def polish(
+    field: Callable[[Any, PyTree, Any], PyTree],
+    eq: Equilibrium | PyTree,
+    args: Any = None,
+    *,
+    tol: float = 1e-12,
+    max_steps: int = 50,
+    name: str = "model",
+    throw: bool = True,
+) -> Equilibrium:
+    """Newton's method on ``field(0, y, args) = 0`` from a relaxed state, to residual ``<= tol``.
+
+    Use after :func:`relax` for theorem checks; the Jacobian is formed densely, so keep states small
+    (a few hundred numbers). Raises :class:`NotConvergedError` when the residual stays above ``tol``.
+    """
+    y0 = eq.state if isinstance(eq, Equilibrium) else eq
+    y, residual, steps = _polish(field, y0, args, 0.0, tol * 1e-2, max_steps)
+    status = jnp.where(jnp.isfinite(residual), jnp.where(residual <= tol, CONVERGED, NOT_STEADY), DIVERGED)
+    t = eq.time if isinstance(eq, Equilibrium) else jnp.zeros(())
+    out = Equilibrium(y, residual, t, steps, status)
+    if throw and not isinstance(status, jax.core.Tracer) and int(status) != CONVERGED:
+        raise NotConvergedError(
+            f"{name}: Newton polish stopped at residual max|dy/dt| = {float(residual):.3e} > tol = {tol:g} "
+            f"after {int(steps)} iterations; the equilibrium may be singular (check the Jacobian's spectrum)"
+        )
+    return out
+
+
+class Trajectory(eqx.Module):
+    """A fixed-horizon solution: saved times ``ts``, saved values ``ys`` (time leading) and the final state."""
+
+    ts: Float[Array, " T"]
+    ys: PyTree
+    final: PyTree
+
+
+@eqx.filter_jit
+def _simulate(field, diffusion, y0, args, solver, t0, t1, dt0, ts, save_fn, key, max_steps, brownian_tol):
+    if diffusion is None:
+        terms = diffrax.ODETerm(field)
+    else:
+        shape = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), y0)
+        bm = diffrax.VirtualBrownianTree(t0, t1, tol=brownian_tol, shape=shape, key=key, levy_area=diffrax.SpaceTimeLevyArea)
+        import lineax as lx
+
+        control = diffrax.ControlTerm(lambda t, y, a: lx.DiagonalLinearOperator(diffusion(t, y, a)), bm)
+        terms = diffrax.MultiTerm(diffrax.ODETerm(field), control)
+    fn = (lambda t, y, a: y) if save_fn is None else save_fn
+    saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=fn), diffrax.SubSaveAt(t1=True)])
+    sol = diffrax.diffeqsolve(
+        terms, solver, t0=t0, t1=t1, dt0=dt0, y0=y0, args=args, saveat=saveat, max_steps=max_steps, throw=False
+    )
+    saved, last = sol.ys
+    final = jax.tree.map(lambda a: a[-1], last)
+    return Trajectory(sol.ts[0], saved, final), sol.result == diffrax.RESULTS.successful
+
+
+def simulate(
+    field: Callable[[Any, PyTree, Any], PyTree],
+    y0: PyTree,
+    args: Any = None,
+    *,
+    t1: float,
+    dt0: float,
+    ts: Float[Array, " T"] | None = None,
+    t0: float = 0.0,
+    solver: str | diffrax.AbstractSolver = "heun",
+    diffusion: Callable[[Any, PyTree, Any], PyTree] | None = None,
+    key: Array | None = None,
+    save_fn: Callable[[Any, PyTree, Any], PyTree] | None = None,
+    max_steps: int | None = None,
+    brownian_tol: float | None = None,
+    name: str = "model",
+    throw: bool = True,
+) -> Trajectory:
+    """Integrate an ODE, or the additive-noise SDE ``dy = f dt + g ⊙ dW``, from ``t0`` to ``t1`` with step ``dt0``.
+
+    Args:
+        field: drift ``f(t, y, args)``.
+        diffusion: ``g(t, y, args)``, a PyTree shaped like ``y`` (diagonal noise: each state entry gets its
+            own Brownian motion scaled by ``g``); ``None`` for an ODE.
+        key: PRNG key of the Brownian path (a :class:`diffrax.VirtualBrownianTree`: reproducible, any step size).
+        ts: save times (default: ``t0`` and ``t1``); ``save_fn(t, y, args)`` saves derived quantities
+            (angles, norms) instead of the full state.
+        solver: for SDEs with additive noise ``"shark"`` (recommended), ``"sra1"``, ``"euler"``/``"heun"``.
+        throw: raise :class:`DivergedError` when the solve fails or the final state is not finite.
+    """
+    solver = get_solver(solver)
+    if diffusion is not None and key is None:
+        raise ValueError(f"{name}: an SDE needs a PRNG key for its Brownian motion (pass key=jax.random.key(seed))")
+    ts = jnp.asarray([t0, t1]) if ts is None else jnp.asarray(ts)
+    if max_steps is None:
+        max_steps = int(np.ceil((t1 - t0) / dt0)) + 16
+    if brownian_tol is None:
+        brownian_tol = dt0 / 2
+    traj, ok = _simulate(field, diffusion, y0, args, solver, t0, t1, dt0, ts, save_fn, key, max_steps, brownian_tol)
+    if throw and not isinstance(ok, jax.core.Tracer):
+        finite = all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree.leaves(traj.final))
+        if not bool(ok) or not finite:
+            raise DivergedError(
+                f"{name}: simulation from t = {t0:g} to {t1:g} failed ({'solver error' if not bool(ok) else 'NaN/inf in the final state'}); "
+                "reduce dt0 or the learning rates, or check the parameters"
+            )
+    return traj

@@ -1,0 +1,90 @@
+"""Figures: one registered function per paper figure, each returning the figure and its data.
+
+``paper_figs/fig_<name>.py`` scripts, ``dynlearn figs`` and the notebooks all go through
+:func:`make_figure`, which writes ``<name>.png`` and ``<name>.nc`` (the plotted data, with provenance)
+atomically into the output folder. Figure modules live beside this file and register themselves
+with :func:`register_figure`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import pkgutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import UnknownNameError
+
+
+@dataclasses.dataclass(frozen=True)
+class FigureSpec:
+    name: str
+    fn: Callable[..., tuple[Any, Any, dict]]
+    description: str
+
+
+_FIGURES: dict[str, FigureSpec] = {}
+
+
+def register_figure(name: str, description: str):
+    """Decorator: ``fn(quick: bool, seed: int) -> (matplotlib Figure, xarray Dataset, config dict)``."""
+
+    def deco(fn):
+        if name in _FIGURES:
+            raise ValueError(f"figure {name!r} is registered twice")
+        _FIGURES[name] = FigureSpec(name, fn, description)
+        return fn
+
+    return deco
+
+
+def _load_all() -> None:
+    from .. import figures
+
+    for info in pkgutil.iter_modules(figures.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{figures.__name__}.{info.name}")
+
+
+def figure_specs() -> dict[str, FigureSpec]:
+    _load_all()
+    return dict(_FIGURES)
+
+
+def make_figure(name: str, *, quick: bool = True, out: str | Path = "figures", seed: int = 0) -> tuple[Path, Path]:
+    """Make figure ``name``; write ``out/<name>.png`` and ``out/<name>.nc``; return both paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..results import atomic_write, save_dataset
+
+    specs = figure_specs()
+    if name not in specs:
+        raise UnknownNameError(f"unknown figure {name!r}; known: {', '.join(specs)}")
+    fig, ds, config = specs[name].fn(quick=quick, seed=seed)
+    out = Path(out)
+    png = atomic_write(out / f"{name}.png", lambda tmp: fig.savefig(tmp, dpi=150, bbox_inches="tight", format="png"))
+    plt.close(fig)
+    nc = save_dataset(ds, out / f"{name}.nc", config={**config, "quick": quick}, seed=seed)
+    return png, nc
+
+
+def figure_main(name: str) -> None:
+    """Command line of a ``paper_figs/fig_<name>.py`` script."""
+    spec = figure_specs()[name]
+    parser = argparse.ArgumentParser(
+        prog=f"fig_{name}.py",
+        description=f"{spec.description}\n\nWrites OUT/{name}.png and OUT/{name}.nc (the plotted data with provenance).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--full", action="store_true", help="paper-scale run (slower); the default is a quick run")
+    parser.add_argument("--out", default="figures", help="output folder (default: figures/)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    args = parser.parse_args()
+    png, nc = make_figure(name, quick=not args.full, out=args.out, seed=args.seed)
+    print(f"wrote {png} and {nc}")
