@@ -138,7 +138,8 @@ def _relax(field, y0, args, solver, controller, t1, dt0, tol, bound, max_steps, 
         n = max_norm(y)
         return jnp.logical_not(jnp.isfinite(n)) | (n > bound)
 
-    saveat = diffrax.SaveAt(t1=True) if save_ts is None else diffrax.SaveAt(t1=True, ts=save_ts)
+    subs = [diffrax.SubSaveAt(t1=True)] + ([] if save_ts is None else [diffrax.SubSaveAt(ts=save_ts)])
+    saveat = diffrax.SaveAt(subs=subs)
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(field),
         solver,
@@ -153,8 +154,8 @@ def _relax(field, y0, args, solver, controller, t1, dt0, tol, bound, max_steps, 
         max_steps=max_steps,
         throw=False,
     )
-    y = jax.tree.map(lambda a: a[-1], sol.ys)
-    t = sol.ts[-1]
+    y = jax.tree.map(lambda a: a[-1], sol.ys[0])
+    t = sol.ts[0][-1]
     residual = max_norm(field(t, y, args))
     finite = jnp.isfinite(residual) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(y)]))
     blown = (sol.event_mask["diverged"] if sol.event_mask is not None else False) | ~finite
@@ -165,8 +166,7 @@ def _relax(field, y0, args, solver, controller, t1, dt0, tol, bound, max_steps, 
     )
     ts = ys = None
     if save_ts is not None:
-        ts = sol.ts[:-1]
-        ys = jax.tree.map(lambda a: a[:-1], sol.ys)
+        ts, ys = sol.ts[1], sol.ys[1]
     return Equilibrium(y, residual, t, sol.stats["num_steps"], status, ts, ys)
 
 

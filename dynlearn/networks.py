@@ -33,6 +33,8 @@ ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "logistic": jax.nn.sigmoid,
     "relu": jax.nn.relu,
     "softplus": jax.nn.softplus,
+    "gelu": jax.nn.gelu,
+    "silu": jax.nn.silu,
     "hard_sigmoid": _hard_sigmoid,
     "linear": lambda x: x,
 }

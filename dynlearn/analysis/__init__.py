@@ -2,6 +2,7 @@
 
 from .fixed_points import energy_increase, flow_jacobian, is_stable, spectrum
 from .gradients import (
+    bp_deltas,
     bp_gradient,
     compare_per_layer,
     cosine_similarity,
@@ -11,6 +12,7 @@ from .gradients import (
 )
 
 __all__ = [
+    "bp_deltas",
     "bp_gradient",
     "compare_per_layer",
     "cosine_similarity",

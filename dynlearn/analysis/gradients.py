@@ -22,6 +22,20 @@ def bp_gradient(network: Network, x: Array, y: Array, loss: str = "mse") -> Netw
     return jax.grad(lambda net: loss_fn(net(x), y))(network)
 
 
+def bp_deltas(network: Network, x: Array, y: Array, loss: str = "mse") -> list[Array]:
+    r"""Backprop's deltas :math:`\delta_l = \partial L/\partial \hat x_l` for every layer ``l = 1..L`` of the feedforward pass."""
+    loss_fn = LOSSES[loss]
+    shapes = [a.shape for a in network.forward(x)[1:]]
+
+    def perturbed_loss(ps):
+        h = x
+        for l, p in enumerate(ps, start=1):
+            h = network.predict_layer(l, h) + p
+        return loss_fn(h, y)
+
+    return list(jax.grad(perturbed_loss)([jnp.zeros(s, x.dtype) for s in shapes]))
+
+
 def _flat(a) -> Array:
     return jnp.ravel(jnp.asarray(a))
 

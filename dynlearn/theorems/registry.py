@@ -46,7 +46,7 @@ class Verdict:
         for key, (value, requirement, ok) in criteria.items():
             measured[key] = float(value)
             tolerance[key] = requirement
-            if not bool(ok) or (isinstance(value, float) and math.isnan(value)):
+            if not bool(ok) or math.isnan(measured[key]):
                 failed.append(key)
         return cls(not failed, measured, tolerance, tuple(failed))
 

@@ -1,0 +1,120 @@
+"""Figures for predictive coding: one per theorem check, plus PC vs BP training on digits."""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from ..theorems import run_check
+from . import register_figure
+from ._plot import new_figure, slope_guide, verdict_title
+
+
+@register_figure("pc_bp_limit", "PC's nudged update / gamma against BP's gradient: cosine and relative error vs gamma, per layer")
+def fig_pc_bp_limit(quick: bool = True, seed: int = 0):
+    r = run_check("pc_bp_limit", quick=quick)
+    ds = r.data
+    fig, (a, b) = new_figure(2)
+    for layer in ds.layer.values:
+        sel = ds.sel(layer=layer)
+        a.loglog(ds.gamma, 1 - sel.cosine, "o-", ms=3, label=f"layer {layer}")
+        b.loglog(ds.gamma, sel.relative_error, "o-", ms=3, label=f"layer {layer} (slope {float(sel.slope):.3f})")
+    slope_guide(b, ds.gamma.values, float(ds.relative_error.isel(layer=0).values[0]) * 0.5, 1.0)
+    slope_guide(a, ds.gamma.values, max(float((1 - ds.cosine).isel(layer=0).values[0]) * 0.5, 1e-300), 2.0)
+    a.set(xlabel="output nudge γ", ylabel="1 − cos(ΔW/γ, −∇W L)")
+    b.set(xlabel="output nudge γ", ylabel="‖ΔW/γ + ∇W L‖ / ‖∇W L‖")
+    verdict_title(a, "PC → BP as γ → 0: angle", r.passed)
+    verdict_title(b, "relative error is O(γ)", r.passed)
+    a.legend(fontsize=8)
+    b.legend(fontsize=8)
+    return fig, ds, {"check": "pc_bp_limit", "seed": seed}
+
+
+@register_figure("pc_energy_descent", "PC energy and squared gradient norm along the inference flow, several random nets")
+def fig_pc_energy_descent(quick: bool = True, seed: int = 0):
+    r = run_check("pc_energy_descent", quick=quick)
+    ds = r.data
+    fig, (a, b) = new_figure(2)
+    for s in ds.seed.values:
+        sel = ds.sel(seed=s)
+        a.semilogy(ds.time, sel.energy - float(sel.energy.min()) + 1e-300, lw=1.2, label=f"net {s}")
+        b.semilogy(ds.time, sel.grad_norm_sq, lw=1.2, label=f"net {s}")
+    a.set(xlabel="inference time t", ylabel="E(t) − min E")
+    b.set(xlabel="inference time t", ylabel="‖∂E/∂x‖² = −dE/dt")
+    verdict_title(a, f"E decreases (max rise {r.verdict.measured['max_relative_rise']:.1e})", r.passed)
+    verdict_title(b, "gradient norm along the flow", None)
+    a.legend(fontsize=8)
+    return fig, ds, {"check": "pc_energy_descent", "seed": seed}
+
+
+@register_figure("pc_fixed_point", "Spectrum of the PC flow's Jacobian at the clamped equilibrium (all Re < 0)")
+def fig_pc_fixed_point(quick: bool = True, seed: int = 0):
+    r = run_check("pc_fixed_point", quick=quick)
+    ds = r.data
+    fig, (a,) = new_figure(1, width=4.6)
+    a.scatter(ds.eig_real, ds.eig_imag, s=14)
+    a.axvline(0, color="k", lw=0.8)
+    a.set(xlabel="Re λ", ylabel="Im λ")
+    m = r.verdict.measured
+    verdict_title(a, f"stable equilibrium: max Re λ = {m['max_real_eigenvalue']:.3f}\nresidual {m['polished_residual']:.1e}, spread {m['start_spread']:.1e}", r.passed)
+    return fig, ds, {"check": "pc_fixed_point", "seed": seed}
+
+
+@register_figure("pc_feedforward", "With the output free, PC relaxes to the feedforward pass: distance vs time")
+def fig_pc_feedforward(quick: bool = True, seed: int = 0):
+    r = run_check("pc_feedforward", quick=quick)
+    ds = r.data
+    fig, (a,) = new_figure(1, width=4.6)
+    for s in ds.seed.values:
+        a.semilogy(ds.time, ds.distance_to_ff.sel(seed=s), label=f"net {s}")
+    a.set(xlabel="inference time t", ylabel="max |x(t) − x̂_ff|")
+    verdict_title(a, f"free output → feedforward pass (final {r.verdict.measured['max_distance_to_feedforward']:.1e})", r.passed)
+    a.legend(fontsize=8)
+    return fig, ds, {"check": "pc_feedforward", "seed": seed}
+
+
+@register_figure("pc_fixed_prediction_exact", "Fixed-prediction PC: residual vs time and the equilibrium error against BP's deltas")
+def fig_pc_fixed_prediction(quick: bool = True, seed: int = 0):
+    r = run_check("pc_fixed_prediction_exact", quick=quick)
+    ds = r.data
+    fig, (a, b) = new_figure(2)
+    for s in ds.seed.values:
+        a.semilogy(ds.time, ds.residual.sel(seed=s), label=f"net {s}")
+    a.set(xlabel="inference time t", ylabel="max |dx/dt|")
+    verdict_title(a, "linear inference converges exponentially", None)
+    width = 0.35
+    layers = ds.layer.values
+    b.bar(layers - width / 2, ds.error_vs_delta.max("seed"), width, label="‖ε_l + δ_l‖/‖δ_l‖")
+    b.bar(layers + width / 2, ds.update_vs_bp.max("seed"), width, label="‖ΔW_l + ∇L‖/‖∇L‖")
+    b.set_yscale("log")
+    b.axhline(1e-10, color="r", ls="--", lw=1, label="tolerance 1e-10")
+    b.set(xlabel="layer", ylabel="relative error (after Newton polish)", xticks=layers)
+    verdict_title(b, "errors = BP deltas exactly", r.passed)
+    b.legend(fontsize=7)
+    return fig, ds, {"check": "pc_fixed_prediction_exact", "seed": seed}
+
+
+@register_figure("pc_digits", "PC vs BP on scikit-learn digits: test accuracy per epoch, same network and optimiser")
+def fig_pc_digits(quick: bool = True, seed: int = 0):
+    from ..data import load_digits
+    from ..learning import train
+    from ..models import get_learner
+
+    config = dict(hidden=(64, 64), epochs=8, lr=3e-3, batch_size=64) if quick else dict(hidden=(128, 128), epochs=30, lr=3e-3, batch_size=64)
+    data = load_digits()
+    hist = {}
+    pc = get_learner("pc")
+    for name, learner in (("pc", pc), ("bp", get_learner("bp", activation=pc.defaults["activation"]))):
+        _, h = train(learner, data, seed=seed, progress=False, **config)
+        hist[name] = h
+    ds = xr.concat([hist["pc"].test_accuracy, hist["bp"].test_accuracy], dim="learner").to_dataset(name="test_accuracy")
+    ds = ds.assign_coords(learner=["pc", "bp"])
+    ds["seconds_per_epoch"] = ("learner", [float(hist[n].seconds[1:].mean()) for n in ("pc", "bp")])
+    fig, (a,) = new_figure(1, width=4.6)
+    for name in ("pc", "bp"):
+        a.plot(ds.epoch, 100 * ds.test_accuracy.sel(learner=name), "o-", ms=3, label=f"{name.upper()} ({100 * float(ds.test_accuracy.sel(learner=name)[-1]):.1f}%)")
+    a.set(xlabel="epoch", ylabel="test accuracy (%)", ylim=(80, 100))
+    sizes = "-".join(map(str, (64, *config["hidden"], 10)))
+    verdict_title(a, f"digits, {sizes}, {pc.defaults['activation']}, Adam {config['lr']:g}", None)
+    a.legend()
+    return fig, ds, {**config, "seed": seed}
