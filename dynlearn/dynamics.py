@@ -197,6 +197,7 @@ def relax(
             ``"euler"`` with a fixed step ``dt0`` (the discrete-iteration literature's choice); or any
             diffrax solver.
         tol: steady state when :math:`\\max|f(t, y)| \\le` ``tol`` (the steady-state event and the verdict).
+            ``tol=0`` with ``throw=False`` integrates to ``t1`` whatever happens (a fixed budget).
         rtol, atol: local error tolerances of the adaptive controller, in the max-norm over the whole state.
         t1: latest time; with ``max_steps`` bounds the work. A relaxation that is not steady by then fails.
         dt0: initial (adaptive) or fixed (Euler) step; Euler defaults to 0.1.

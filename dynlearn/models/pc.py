@@ -140,7 +140,9 @@ class FixedPredictionPC(DynamicalModel):
 
 
 def _pc_learner_update(options):
-    relax_kw = dict(solver=options["solver"], t1=options["t1"], tol=options["tol"], rtol=options["rtol"], atol=options["atol"], max_steps=options["max_steps"], dt0=options["dt0"], throw=options["steady"])
+    # steady=False: a fixed budget (integrate to t1; tol = 0 never triggers the steady-state event)
+    tol = options["tol"] if options["steady"] else 0.0
+    relax_kw = dict(solver=options["solver"], t1=options["t1"], tol=tol, rtol=options["rtol"], atol=options["atol"], max_steps=options["max_steps"], dt0=options["dt0"], throw=options["steady"])
 
     def update(network: Network, x, y):
         model = PredictiveCoding(network, "clamped")

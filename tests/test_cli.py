@@ -1,0 +1,76 @@
+"""The `dynlearn` command line: help, listing, checks with JSON, figures, training, and clear errors."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from dynlearn.cli import app
+from dynlearn.results import load_dataset
+
+runner = CliRunner()
+
+
+def test_help_teaches():
+    r = runner.invoke(app, ["--help"])
+    assert r.exit_code == 0
+    assert "dynlearn check --quick" in r.output and "dynlearn train --model pc" in r.output
+    r = runner.invoke(app, ["train", "--help"])
+    assert r.exit_code == 0 and "--rule" in r.output and "Examples" in r.output
+
+
+def test_list_names_models_checks_figures():
+    r = runner.invoke(app, ["list"])
+    assert r.exit_code == 0, r.output
+    for name in ("pc", "bp", "pc_bp_limit", "pc_fixed_prediction_exact", "pc_digits"):
+        assert name in r.output
+
+
+def test_check_writes_json(tmp_path):
+    path = tmp_path / "r.json"
+    r = runner.invoke(app, ["check", "pc_fixed_prediction_exact", "pc_feedforward", "--quick", "--json", str(path)])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(path.read_text())
+    assert [row["name"] for row in rows] == ["pc_fixed_prediction_exact", "pc_feedforward"]
+    for row in rows:
+        assert row["passed"] is True
+        assert set(row) >= {"name", "passed", "measured", "tolerance"}
+        assert all(isinstance(v, float) for v in row["measured"].values())
+    assert "2/2 checks passed" in r.output
+
+
+def test_check_unknown_name_is_clear():
+    r = runner.invoke(app, ["check", "pc_nonsense"])
+    assert r.exit_code == 2 and "unknown check(s) pc_nonsense" in r.output
+
+
+def test_figs_write_png_and_data(tmp_path):
+    r = runner.invoke(app, ["figs", "pc_fixed_point", "--quick", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    png, nc = tmp_path / "pc_fixed_point.png", tmp_path / "pc_fixed_point.nc"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ds = load_dataset(nc)
+    assert "eig_real" in ds and "jax_version" in ds.attrs and json.loads(ds.attrs["config"])["quick"] is True
+
+
+def test_train_pc_and_bp(tmp_path):
+    r = runner.invoke(app, ["train", "--model", "pc", "--epochs", "1", "--hidden", "16", "--out", str(tmp_path), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "pc" in r.output and "bp" in r.output
+    assert (tmp_path / "pc" / "params.eqx").exists() and (tmp_path / "bp" / "history.nc").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--model", "nope"], "unknown model/rule 'nope'"),
+        (["train"], "give --model"),
+        (["train", "--model", "pc", "--hidden", "12,x"], "--hidden must be"),
+        (["train", "--model", "pc", "--data", "cifar"], "unknown data set 'cifar'"),
+    ],
+)
+def test_train_bad_arguments(args, message, tmp_path):
+    r = runner.invoke(app, [*args, "--out", str(tmp_path)])
+    assert r.exit_code == 2
+    assert message in r.output
+    assert not any(tmp_path.iterdir())  # nothing half-written
