@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dynlearn import NotConvergedError, ShapeError, init_network
+from dynlearn import NonFiniteError, NotConvergedError, ShapeError, init_network
 from dynlearn.models.base import equilibrium
 from dynlearn.models.pc import FixedPredictionPC, PredictiveCoding, pc_update
 from dynlearn.theorems import run_check
@@ -177,6 +177,14 @@ def test_not_converged_names_model_and_time(small):
     model = PredictiveCoding(net, "clamped")
     with pytest.raises(NotConvergedError, match=r"PredictiveCoding.*t = 0\.01.*residual"):
         equilibrium(model, x, y, tol=1e-12, t1=0.01)
+
+
+def test_nan_input_is_an_error_not_a_nan_equilibrium(small):
+    net, x, y = small
+    with pytest.raises(NonFiniteError, match="inputs contain NaN"):
+        equilibrium(PredictiveCoding(net, "clamped"), x.at[0, 0].set(jnp.nan), y)
+    with pytest.raises(ValueError, match="needs a target"):
+        equilibrium(PredictiveCoding(net, "clamped"), x, None)
 
 
 def test_invalid_output_mode(small):

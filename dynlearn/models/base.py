@@ -58,7 +58,15 @@ class EnergyModel(DynamicalModel):
 
 
 def equilibrium(model: DynamicalModel, x: Array, y: Array | None = None, nudge=0.0, *, state0=None, **relax_options) -> Equilibrium:
-    """Relax ``model`` with data ``(x, y, nudge)`` from ``state0`` (default ``model.init_state(x)``)."""
+    """Relax ``model`` with data ``(x, y, nudge)`` from ``state0`` (default ``model.init_state(x)``).
+
+    Inputs and targets are checked against the model's network first (shapes, NaN/inf) when they are
+    concrete arrays, so a bad batch fails with a :class:`dynlearn.ShapeError` or
+    :class:`dynlearn.NonFiniteError` instead of a NaN equilibrium.
+    """
+    net = getattr(model, "network", None)
+    if isinstance(net, Network):
+        net.validate_inputs(x, y if (y is not None and getattr(y, "ndim", 0) >= 1) else None)
     state0 = model.init_state(x) if state0 is None else state0
     relax_options.setdefault("name", model.name)
     return relax(model_flow, state0, (model, x, y, nudge), **relax_options)

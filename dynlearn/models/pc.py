@@ -57,6 +57,8 @@ class PredictiveCoding(EnergyModel):
     def layers(self, state: tuple[Array, ...], x: Array, y: Array | None) -> list[Array]:
         """All layer activities ``[x_0, ..., x_L]`` given the free state."""
         out = [x, *state]
+        if self.output in ("clamped", "nudged") and y is None:
+            raise ValueError(f"output={self.output!r} needs a target y")
         if self.output == "clamped":
             out.append(y)
         return out
