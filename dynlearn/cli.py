@@ -33,7 +33,12 @@ app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, rich_ma
 def _console():
     from rich.console import Console
 
-    return Console(highlight=False)
+    # a pipe or a log file gets a wide table instead of rich's 80-column default
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.10g}" if 0.999 < abs(value) < 1 else f"{value:.6g}"
 
 
 def _fail(message: str) -> None:
@@ -139,12 +144,20 @@ def _check_table(results, title: str):
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("check", "measured", "tolerance", "result", "s"):
-        table.add_column(col, overflow="fold")
+    for col, kw in (("check", {}), ("quantity", {}), ("measured", {"justify": "right"}), ("tolerance", {}), ("result", {}), ("s", {"justify": "right"})):
+        table.add_column(col, **kw)
     for r in results:
-        measured = "\n".join(f"{k} = {v:.4g}" for k, v in r.verdict.measured.items())
-        tol = "\n".join(r.verdict.tolerance.values())
-        table.add_row(r.name, measured, tol, "[green]pass[/green]" if r.passed else "[red]FAIL[/red]", f"{r.seconds:.1f}")
+        for i, (key, value) in enumerate(r.verdict.measured.items()):
+            ok = key not in r.verdict.failed
+            table.add_row(
+                r.name if i == 0 else "",
+                key,
+                _fmt(value),
+                r.verdict.tolerance[key],
+                "[green]pass[/green]" if ok else "[red]FAIL[/red]",
+                f"{r.seconds:.1f}" if i == 0 else "",
+                end_section=i == len(r.verdict.measured) - 1,
+            )
     return table
 
 

@@ -102,19 +102,20 @@ def fig_pc_digits(quick: bool = True, seed: int = 0):
 
     config = dict(hidden=(64, 64), epochs=8, lr=3e-3, batch_size=64) if quick else dict(hidden=(128, 128), epochs=30, lr=3e-3, batch_size=64)
     data = load_digits()
-    hist = {}
     pc = get_learner("pc")
-    for name, learner in (("pc", pc), ("bp", get_learner("bp", activation=pc.defaults["activation"]))):
-        _, h = train(learner, data, seed=seed, progress=False, **config)
-        hist[name] = h
-    ds = xr.concat([hist["pc"].test_accuracy, hist["bp"].test_accuracy], dim="learner").to_dataset(name="test_accuracy")
-    ds = ds.assign_coords(learner=["pc", "bp"])
-    ds["seconds_per_epoch"] = ("learner", [float(hist[n].seconds[1:].mean()) for n in ("pc", "bp")])
+    learners = {"pc": pc, "pc/clamped": get_learner("pc", rule="clamped"), "bp": get_learner("bp", activation=pc.defaults["activation"])}
+    hist = {name: train(learner, data, seed=seed, progress=False, **config)[1] for name, learner in learners.items()}
+    names = list(learners)
+    ds = xr.concat([hist[n].test_accuracy for n in names], dim="learner").to_dataset(name="test_accuracy")
+    ds = ds.assign_coords(learner=names)
+    ds["seconds_per_epoch"] = ("learner", [float(hist[n].seconds[1:].mean()) for n in names])
     fig, (a,) = new_figure(1, width=4.6)
-    for name in ("pc", "bp"):
-        a.plot(ds.epoch, 100 * ds.test_accuracy.sel(learner=name), "o-", ms=3, label=f"{name.upper()} ({100 * float(ds.test_accuracy.sel(learner=name)[-1]):.1f}%)")
+    labels = {"pc": f"PC, output nudged (γ = {pc.defaults['gamma']:g})", "pc/clamped": "PC, output clamped", "bp": "BP"}
+    for name in names:
+        acc = ds.test_accuracy.sel(learner=name)
+        a.plot(ds.epoch, 100 * acc, "o-", ms=3, label=f"{labels[name]}: {100 * float(acc[-1]):.1f}%")
     a.set(xlabel="epoch", ylabel="test accuracy (%)", ylim=(80, 100))
     sizes = "-".join(map(str, (64, *config["hidden"], 10)))
     verdict_title(a, f"digits, {sizes}, {pc.defaults['activation']}, Adam {config['lr']:g}", None)
-    a.legend()
+    a.legend(fontsize=8)
     return fig, ds, {**config, "seed": seed}

@@ -146,12 +146,14 @@ def _pc_learner_update(options):
     tol = options["tol"] if options["steady"] else 0.0
     relax_kw = dict(solver=options["solver"], t1=options["t1"], tol=tol, rtol=options["rtol"], atol=options["atol"], max_steps=options["max_steps"], dt0=options["dt0"], throw=options["steady"])
 
+    output, gamma = options["output"], options["gamma"]
+
     def update(network: Network, x, y):
-        model = PredictiveCoding(network, "clamped")
-        eq = equilibrium(model, x, y, **relax_kw)
-        grads = model.parameter_gradient(eq.state, x, y)
+        model = PredictiveCoding(network, output)
+        eq = equilibrium(model, x, y, gamma, **relax_kw)
+        grads = model.parameter_gradient(eq.state, x, y, gamma)
         metrics = {
-            "energy": model.energy(eq.state, x, y) / x.shape[0],
+            "energy": model.energy(eq.state, x, y, gamma) / x.shape[0],
             "loss": mse_loss(network(x), y) / x.shape[0],
             "inference_steps": eq.num_steps.astype(jnp.float32),
             "residual": eq.residual,
@@ -173,8 +175,16 @@ def pc_learner(
     dt0: float | None = None,
     max_steps: int = 2048,
     steady: bool = True,
+    rule: str | None = None,
+    gamma: float = 0.1,
 ) -> Learner:
-    """Supervised PC: output clamped to the target, inference relaxed to steady state, local update ε φ(x)ᵀ.
+    """Supervised PC: relax with the output nudged toward (or clamped to) the target, then the local update ε φ(x)ᵀ.
+
+    ``rule="nudged"`` (default): the output is free with the cost ``gamma · ½‖x_L − y‖²`` (``gamma = 0.1``),
+    the weak-feedback regime in which PC's update approaches backprop's gradient (Whittington & Bogacz
+    2017); its size scales with ``gamma``, which Adam normalises away (with SGD, scale the rate by 1/γ).
+    ``rule="clamped"``: the output is clamped to the target (standard supervised PC; on digits it trails
+    backprop by 1–1.6 points, against 0–0.4 for the nudged rule).
 
     Defaults: a smooth activation (GELU; with ReLU the flow is discontinuous at the kinks and can slide
     along them without a classical steady state), steady state at max|dx/dt| <= 1e-2 with the solver's
@@ -184,12 +194,15 @@ def pc_learner(
     ``steady=False`` integrates to ``t1`` without requiring a steady state (the fixed-budget inference
     of the discrete-iteration literature, e.g. ``solver="euler", dt0=0.1, t1=2``).
     """
-    options = dict(solver=solver, t1=t1, tol=tol, rtol=rtol, atol=atol, dt0=dt0, max_steps=max_steps, steady=steady)
+    output = rule or "nudged"
+    if output not in ("clamped", "nudged"):
+        raise ValueError(f"PC's rule is 'nudged' (output pulled toward the target with strength gamma) or 'clamped' (output fixed to the target), got {rule!r}")
+    options = dict(solver=solver, t1=t1, tol=tol, rtol=rtol, atol=atol, dt0=dt0, max_steps=max_steps, steady=steady, output=output, gamma=gamma)
     return Learner(
-        name="pc",
+        name="pc" if output == "nudged" else "pc/clamped",
         init=lambda key, sizes: init_network(sizes, key=key, activation=activation),
         update=_pc_learner_update(options),
         predict=lambda network, x: network(x),
-        description="predictive coding: clamp the output to the target, relax, apply the local Hebbian rule",
+        description="predictive coding: nudge the output toward the target (--rule clamped: fix it), relax, apply the local Hebbian rule",
         defaults={"activation": activation, "lr": 3e-3, **options},
     )
