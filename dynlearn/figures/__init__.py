@@ -42,11 +42,13 @@ def register_figure(name: str, description: str):
 
 
 def _load_all() -> None:
+    # model families in the order users meet them, then anything else
     from .. import figures
 
-    for info in pkgutil.iter_modules(figures.__path__):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{figures.__name__}.{info.name}")
+    found = [info.name for info in pkgutil.iter_modules(figures.__path__) if not info.name.startswith("_") and info.name != "registry"]
+    order = ["pc", "ep", "feedback", "pal", "microcircuit"]
+    for name in sorted(found, key=lambda n: (order.index(n) if n in order else len(order), n)):
+        importlib.import_module(f"{figures.__name__}.{name}")
 
 
 def figure_specs() -> dict[str, FigureSpec]:

@@ -122,11 +122,13 @@ def register_check(
 
 
 def _load_all() -> None:
+    # model families in the order users meet them, then anything else
     from .. import theorems
 
-    for info in pkgutil.iter_modules(theorems.__path__):
-        if info.name != "registry":
-            importlib.import_module(f"{theorems.__name__}.{info.name}")
+    found = [info.name for info in pkgutil.iter_modules(theorems.__path__) if not info.name.startswith("_") and info.name != "registry"]
+    order = ["pc", "ep", "feedback", "pal", "microcircuit"]
+    for name in sorted(found, key=lambda n: (order.index(n) if n in order else len(order), n)):
+        importlib.import_module(f"{theorems.__name__}.{name}")
 
 
 def checks() -> dict[str, Check]:
