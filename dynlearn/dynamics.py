@@ -268,20 +268,31 @@ class Trajectory(eqx.Module):
 
 
 @eqx.filter_jit
-def _simulate(field, diffusion, y0, args, solver, t0, t1, dt0, ts, save_fn, key, max_steps, brownian_tol):
+def _simulate(field, diffusion, y0, args, solver, t0, t1, dt0, ts, save_fn, key, max_steps, brownian_tol, noise_shape=None, brownian="virtual"):
+    adjoint = diffrax.RecursiveCheckpointAdjoint()
     if diffusion is None:
         terms = diffrax.ODETerm(field)
     else:
-        shape = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), y0)
-        bm = diffrax.VirtualBrownianTree(t0, t1, tol=brownian_tol, shape=shape, key=key, levy_area=diffrax.SpaceTimeLevyArea)
         import lineax as lx
 
-        control = diffrax.ControlTerm(lambda t, y, a: lx.DiagonalLinearOperator(diffusion(t, y, a)), bm)
-        terms = diffrax.MultiTerm(diffrax.ODETerm(field), control)
+        if noise_shape is None:
+            shape = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), y0)
+            noise_vf = lambda t, y, a: lx.DiagonalLinearOperator(diffusion(t, y, a))
+        else:
+            shape = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), noise_shape)
+            noise_vf = diffusion  # returns a lineax operator from the noise space to the state
+        if brownian == "virtual":
+            bm = diffrax.VirtualBrownianTree(t0, t1, tol=brownian_tol, shape=shape, key=key, levy_area=diffrax.SpaceTimeLevyArea)
+        else:  # "unsafe": one Gaussian draw per step, fixed steps only, forward mode
+            # Euler/Heun use only the increments; the stochastic Runge-Kutta solvers (ShARK, SRA1, SEA) need the Levy area
+            levy = diffrax.BrownianIncrement if isinstance(solver, (diffrax.Euler, diffrax.Heun)) else diffrax.SpaceTimeLevyArea
+            bm = diffrax.UnsafeBrownianPath(shape=shape, key=key, levy_area=levy)
+            adjoint = diffrax.ForwardMode()
+        terms = diffrax.MultiTerm(diffrax.ODETerm(field), diffrax.ControlTerm(noise_vf, bm))
     fn = (lambda t, y, a: y) if save_fn is None else save_fn
     saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=fn), diffrax.SubSaveAt(t1=True)])
     sol = diffrax.diffeqsolve(
-        terms, solver, t0=t0, t1=t1, dt0=dt0, y0=y0, args=args, saveat=saveat, max_steps=max_steps, throw=False
+        terms, solver, t0=t0, t1=t1, dt0=dt0, y0=y0, args=args, saveat=saveat, max_steps=max_steps, throw=False, adjoint=adjoint
     )
     saved, last = sol.ys
     final = jax.tree.map(lambda a: a[-1], last)
@@ -303,6 +314,8 @@ def simulate(
     save_fn: Callable[[Any, PyTree, Any], PyTree] | None = None,
     max_steps: int | None = None,
     brownian_tol: float | None = None,
+    noise_shape: PyTree | None = None,
+    brownian: str = "virtual",
     name: str = "model",
     throw: bool = True,
 ) -> Trajectory:
@@ -316,6 +329,12 @@ def simulate(
         ts: save times (default: ``t0`` and ``t1``); ``save_fn(t, y, args)`` saves derived quantities
             (angles, norms) instead of the full state.
         solver: for SDEs with additive noise ``"shark"`` (recommended), ``"sra1"``, ``"euler"``/``"heun"``.
+        noise_shape: when only part of the state is noisy, the shape (PyTree of arrays or ShapeDtypeStructs)
+            of the Brownian motion; ``diffusion`` then returns a lineax linear operator from that space to the
+            state (e.g. a :class:`lineax.FunctionLinearOperator`) instead of a diagonal.
+        brownian: ``"virtual"`` (:class:`diffrax.VirtualBrownianTree`, default) or ``"unsafe"``
+            (:class:`diffrax.UnsafeBrownianPath`: one Gaussian increment per step, fixed steps and forward mode
+            only, much cheaper for long runs; reproducible for a given key and step size).
         throw: raise :class:`DivergedError` when the solve fails or the final state is not finite.
     """
     solver = get_solver(solver)
@@ -326,7 +345,9 @@ def simulate(
         max_steps = int(np.ceil((t1 - t0) / dt0)) + 16
     if brownian_tol is None:
         brownian_tol = dt0 / 2
-    traj, ok = _simulate(field, diffusion, y0, args, solver, t0, t1, dt0, ts, save_fn, key, max_steps, brownian_tol)
+    if brownian not in ("virtual", "unsafe"):
+        raise ValueError(f"{name}: brownian must be 'virtual' or 'unsafe', got {brownian!r}")
+    traj, ok = _simulate(field, diffusion, y0, args, solver, t0, t1, dt0, ts, save_fn, key, max_steps, brownian_tol, noise_shape, brownian)
     if throw and not isinstance(ok, jax.core.Tracer):
         finite = all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree.leaves(traj.final))
         if not bool(ok) or not finite:

@@ -1,5 +1,6 @@
 """Generic analysis: reference gradients, gradient comparisons, fixed points and their stability."""
 
+from .alignment import alignment_angle, backward_alignment, feedback_report, update_angle, weight_norm_ratio
 from .fixed_points import energy_increase, flow_jacobian, is_stable, spectrum
 from .implicit import bptt_gradient, implicit_gradient
 from .gradients import (
@@ -13,7 +14,11 @@ from .gradients import (
 )
 
 __all__ = [
+    "alignment_angle",
+    "backward_alignment",
     "feedback_report",
+    "update_angle",
+    "weight_norm_ratio",
     "bp_deltas",
     "bp_gradient",
     "bptt_gradient",
