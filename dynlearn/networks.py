@@ -28,6 +28,11 @@ def _hard_sigmoid(x):
     return jnp.clip(x, 0.0, 1.0)
 
 
+def _sacramento_softplus(x):
+    """Soft-plus rate of Sacramento et al. (2018, NeurIPS) for regression: 0.1 log(1 + exp(x - 3))."""
+    return 0.1 * jax.nn.softplus(x - 3.0)
+
+
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "tanh": jnp.tanh,
     "logistic": jax.nn.sigmoid,
@@ -36,6 +41,7 @@ ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "gelu": jax.nn.gelu,
     "silu": jax.nn.silu,
     "hard_sigmoid": _hard_sigmoid,
+    "sacramento_softplus": _sacramento_softplus,
     "linear": lambda x: x,
 }
 

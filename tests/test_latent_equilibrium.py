@@ -86,3 +86,32 @@ def test_bad_tau():
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="tau"):
             LayeredLE(net, bad)
+
+
+def test_bars_dataset():
+    from dynlearn.figures.microcircuit import bars_dataset
+
+    x, labels, targets = bars_dataset()
+    assert x.shape == (8, 9) and targets.shape == (8, 3)
+    assert np.all(x.sum(1) == 3) and len({tuple(r) for r in x}) == 8
+    assert np.bincount(labels).tolist() == [3, 3, 2]
+    np.testing.assert_array_equal(np.argmax(targets, 1), labels)
+
+
+@pytest.mark.slow
+def test_bars_le_learns_at_short_presentation_times():
+    """Haider et al. (2021): with LE the microcircuit learns the bars at T_pres ~ tau_eff; without LE it does not,
+    and it improves only as T_pres grows well beyond tau_eff."""
+    from dynlearn.figures.microcircuit import bars_experiment
+
+    ds = bars_experiment(quick=True, seed=0)
+    final = ds.isel(epoch=-1).mean("seed")
+    acc, mse = final.accuracy_realtime, final.mse_realtime
+    at_tau = dict(t_pres_over_tau=1.0)
+    longest = dict(t_pres_over_tau=float(ds.t_pres_over_tau.max()))
+    assert float(acc.sel(coding="LE", **at_tau)) >= 0.85
+    assert float(acc.sel(coding="standard", **at_tau)) <= 0.5
+    assert float(mse.sel(coding="LE", **at_tau)) < 0.5 * float(mse.sel(coding="standard", **at_tau))
+    # LE hardly depends on T_pres; the standard circuit does better only at T_pres >> tau
+    assert float(mse.sel(coding="LE", **at_tau)) < 2.0 * float(mse.sel(coding="LE", **longest))
+    assert float(acc.sel(coding="standard", **longest)) > float(acc.sel(coding="standard", **at_tau))

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from dynlearn.analysis import cosine_similarity
 from dynlearn.errors import ShapeError, UnknownNameError
 from dynlearn.models import get_learner
 from dynlearn.models.microcircuit import (
@@ -278,3 +279,57 @@ def test_learner_registered_and_learns():
     _, hist = train(learner, data, hidden=(8,), epochs=4, batch_size=16, lr=1e-2, progress=False)
     mse = hist.test_mse.values
     assert mse[-1] < 0.7 * mse[0]
+
+
+def test_unsafe_brownian_noise_has_the_ou_variance():
+    """Output layer only (no hidden layer, no target): c_m du = -(g_lk + g_B) u + g_B v_B dt + sigma dW is an OU process.
+
+    With the default per-step Brownian increments, Euler's stationary variance is sigma^2 dt / (1 - (1 - g dt)^2)."""
+    sigma, dt, t1 = 0.1, 1.0, 15_000.0
+    m = Microcircuit.create((2, 3), key=jax.random.key(0), params=preset("bern", sigma=sigma).as_arrays())
+    x = jnp.array([[0.3, -0.2]])
+    mean = m.effective_network()(x)
+    ts = jnp.arange(1000.0, t1, 5.0)
+    _, traj = simulate_learning(m, Plasticity(), x, t1=t1, dt=dt, nudge=0.0, ts=ts, key=jax.random.key(1), save_fn=lambda t, y, a: y[0][0][-1])
+    g = float(m.params.g_out_free)
+    expected = sigma**2 * dt / (1 - (1 - g * dt) ** 2)
+    u = np.asarray(traj.ys).reshape(len(ts), -1)
+    np.testing.assert_allclose(u.mean(0), np.asarray(mean).ravel(), atol=0.03)
+    assert np.all(np.abs(u.var(0) / expected - 1) < 0.15), (u.var(0), expected)
+
+
+def test_transpose_top_down_follows_w_with_fixed_norm(small):
+    """Weight transport as a flag: B_k along W_{k+1}^T with the norm of the stored B_k; flag 0 leaves B alone;
+    the learning field integrates the neurons of the tied circuit."""
+    from dynlearn.models.microcircuit import learning_field, plastic_weights, with_weights
+
+    m, x, y = small
+    w = plastic_weights(m)
+    w = {**w, "weights": (w["weights"][0], 2.0 * w["weights"][1], w["weights"][2])}  # W_2 changed since B was drawn
+    for flag in (True, jnp.asarray(1.0)):
+        tied = with_weights(m, w, flag)
+        for k in range(2):
+            np.testing.assert_allclose(float(jnp.linalg.norm(tied.top_down[k])), float(jnp.linalg.norm(m.top_down[k])), rtol=1e-12)
+            assert float(cosine_similarity(tied.top_down[k], w["weights"][k + 1].T)) > 1 - 1e-12
+    for a, b in zip(with_weights(m, w, jnp.asarray(0.0)).top_down, m.top_down):
+        np.testing.assert_array_equal(a, b)
+    neurons = m.init_state(x)
+    dn = learning_field(0.0, (neurons, w, None), (m, Plasticity(eta_fw=0.1, transpose_top_down=jnp.asarray(1.0)), x, y, 1.0))[0]
+    expected = with_weights(m, w, True).vector_field(0.0, neurons, x, y, 1.0)
+    for a, b in zip(jax.tree.leaves(dn), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.slow
+def test_teacher_student_microcircuit_beats_shallow():
+    """Sacramento et al. (2018) §3.2: the microcircuit (all plasticity on, continuous time, LE rates) beats a learner
+    of the output weights only, with fixed random top-down (FA) and with top-down along W^T."""
+    from dynlearn.figures.microcircuit import teacher_student_experiment
+
+    ds = teacher_student_experiment(quick=True, n_patterns=4000, seed=0)
+    final = ds.test_mse.isel(time=-1)
+    assert np.all(np.isfinite(final.values))
+    fa, wt, shallow = (final.sel(learner=n).values for n in ("microcircuit_fa", "microcircuit_wt", "shallow"))
+    assert np.all(fa < shallow) and np.all(wt < shallow)
+    assert fa.mean() < 0.8 * shallow.mean() and wt.mean() < 0.8 * shallow.mean()
+    assert fa.mean() < 0.8 * ds.attrs["mse_of_mean_predictor"]

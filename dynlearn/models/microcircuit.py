@@ -62,7 +62,6 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
-from jax.flatten_util import ravel_pytree
 
 from ..dynamics import Trajectory, model_flow, polish, relax, simulate
 from ..errors import ShapeError
@@ -565,6 +564,10 @@ class Plasticity(eqx.Module):
     ``eta_fw``: forward rates (a scalar or one per layer ``1..N``); ``eta_ip``, ``eta_pi``, ``eta_td``
     (0: that weight is fixed); ``tau_w``: time constant of the low-pass filter
     :math:`\tau_w\dot{\Delta} = -\Delta + \text{rule}`, :math:`\dot W = \Delta` (``None``: no filter).
+    ``transpose_top_down``: the top-down weights point along :math:`W_{k+1}^\top` at every instant, with the norm
+    of the stored :math:`B_k`: :math:`B_k = \|B_k\|\,W_{k+1}^\top/\|W_{k+1}\|` (weight transport: the backprop-like
+    reference while the forward weights learn, with the loop gain of the random B it replaces; ``eta_td`` is then
+    unused). A Python bool, or a 0/1 array (so that runs with and without weight transport share one vmapped solve).
     """
 
     eta_fw: Any = 0.0
@@ -572,6 +575,7 @@ class Plasticity(eqx.Module):
     eta_pi: Any = 0.0
     eta_td: Any = 0.0
     tau_w: float | None = eqx.field(static=True, default=None)
+    transpose_top_down: Any = False
 
     def __check_init__(self):
         for name in ("eta_fw", "eta_ip", "eta_pi", "eta_td"):
@@ -604,7 +608,15 @@ def plastic_weights(model: Microcircuit) -> dict[str, tuple]:
     return {k: getattr(model, k) for k in PLASTIC_FIELDS}
 
 
-def with_weights(model: Microcircuit, weights: dict[str, tuple]) -> Microcircuit:
+def with_weights(model: Microcircuit, weights: dict[str, tuple], transpose_top_down: bool = False) -> Microcircuit:
+    """``model`` with the plastic weights ``weights`` (top-down along ``W_{k+1}^T`` when ``transpose_top_down``, see :class:`Plasticity`)."""
+    weights = dict(weights)
+    if transpose_top_down is False:
+        return eqx.tree_at(lambda m: tuple(getattr(m, k) for k in PLASTIC_FIELDS), model, tuple(weights[k] for k in PLASTIC_FIELDS))
+    flag = jnp.asarray(transpose_top_down) > 0.5
+    # B_k along W_{k+1}^T with the norm of the stored B_k (so the feedback loop gain does not grow with W)
+    aligned = tuple(jnp.linalg.norm(b) / jnp.maximum(jnp.linalg.norm(w), 1e-30) * w.T for w, b in zip(weights["weights"][1:], weights["top_down"]))
+    weights["top_down"] = tuple(jnp.where(flag, a, b) for a, b in zip(aligned, weights["top_down"]))
     return eqx.tree_at(lambda m: tuple(getattr(m, k) for k in PLASTIC_FIELDS), model, tuple(weights[k] for k in PLASTIC_FIELDS))
 
 
@@ -613,7 +625,7 @@ def learning_field(t, y, args):
     ``args = (model, plasticity, x, target, nudge)``."""
     model, plasticity, x, target, nudge = args
     neurons, weights, filt = y
-    m = with_weights(model, weights)
+    m = with_weights(model, weights, plasticity.transpose_top_down)
     dn = m.vector_field(t, neurons, x, target, nudge)
     rule = plasticity.scale(m.plasticity(neurons, x, t, target, nudge))
     if plasticity.tau_w is None:
@@ -626,6 +638,22 @@ def _learning_diffusion(t, y, args):
     model = args[0]
     neurons, weights, filt = y
     return (model.diffusion(t, neurons), jax.tree.map(jnp.zeros_like, weights), jax.tree.map(jnp.zeros_like, filt))
+
+
+def _neuron_noise(t, y, args):
+    """The noise of the learning state as a linear map from the potentials' Brownian increments:
+    ``dW -> (g * dW, 0, 0)`` with ``g = model.diffusion(t, neurons)``."""
+    import lineax as lx
+
+    model = args[0]
+    neurons, weights, filt = y
+    g = model.diffusion(t, neurons)
+    zeros = jax.tree.map(jnp.zeros_like, (weights, filt))
+
+    def apply(dw):
+        return (jax.tree.map(jnp.multiply, g, dw), *zeros)
+
+    return lx.FunctionLinearOperator(apply, jax.eval_shape(lambda: neurons))
 
 
 class _Packer(eqx.Module):
@@ -678,6 +706,7 @@ def simulate_learning(
     save_fn=None,
     key=None,
     solver: str = "euler",
+    brownian: str = "unsafe",
     throw: bool = True,
 ):
     """Simulate neurons and plastic weights together from ``t = 0`` to ``t1`` (fixed step ``dt``).
@@ -685,6 +714,11 @@ def simulate_learning(
     ``x`` is typically a :class:`PatternStream`; with ``model.params.sigma > 0`` the somatic noise makes
     it an SDE (``key`` required). ``save_fn(t, (neurons, weights, filters), args)`` records derived
     quantities at ``ts``. Returns ``(trained model, Trajectory)``.
+
+    ``brownian``: the Brownian path of the noise (see :func:`dynlearn.simulate`). The default ``"unsafe"``
+    draws one Gaussian increment per fixed step (reproducible for a given ``key`` and ``dt``; a different
+    ``dt`` gives a different path); ``"virtual"`` (a :class:`diffrax.VirtualBrownianTree`) gives the same
+    path for every ``dt`` and allows differentiating through the solve, at a far higher cost per step.
     """
     neurons = model.init_state(x)
     weights = plastic_weights(model)
@@ -694,12 +728,17 @@ def simulate_learning(
         raise ValueError(f"{model.name}: somatic noise sigma = {float(model.params.sigma):g} > 0 needs a PRNG key (key=jax.random.key(seed))")
     noisy = key is not None
     field, diffusion, state0, fn = learning_field, _learning_diffusion if noisy else None, y0, save_fn
-    packer = None
-    if noisy:
-        # one flat state vector: one Brownian path instead of one per weight array (much faster to compile)
+    packer = noise_shape = None
+    # diffrax cannot save states with empty containers (a circuit without hidden layers): flatten those
+    empty = model.depth == 1
+    if noisy and brownian == "unsafe" and not empty:
+        # Brownian increments only for the potentials (weights and filters are noise-free)
+        diffusion, noise_shape = _neuron_noise, jax.eval_shape(lambda: neurons)
+    elif noisy or empty:
+        # one flat state vector: one Brownian tree instead of one per weight array (much faster to compile)
         packer = _Packer.of(y0)
         state0 = packer.ravel(y0)
-        field, diffusion = _FlatField(packer, False), _FlatField(packer, True)
+        field, diffusion = _FlatField(packer, False), (_FlatField(packer, True) if noisy else None)
         fn = None if save_fn is None else _FlatSave(packer, save_fn)
     traj = simulate(
         field,
@@ -712,13 +751,15 @@ def simulate_learning(
         diffusion=diffusion,
         key=key,
         save_fn=fn,
+        noise_shape=noise_shape,
+        brownian=brownian,
         name=model.name,
         throw=throw,
     )
     if packer is not None:
         ys = traj.ys if save_fn is not None else jax.vmap(packer.unravel)(traj.ys)
         traj = Trajectory(traj.ts, ys, packer.unravel(traj.final))
-    return with_weights(model, traj.final[1]), traj
+    return with_weights(model, traj.final[1], plasticity.transpose_top_down), traj
 
 
 # ----------------------------------------------------------------------------- learner
