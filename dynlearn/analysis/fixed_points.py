@@ -8,7 +8,6 @@ eigenvalue of :math:`\partial f/\partial y(y^*)` has a negative real part. For a
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 

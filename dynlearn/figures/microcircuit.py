@@ -327,7 +327,7 @@ def fig_mc_digits(quick: bool = True, seed: int = 0):
         a.plot(ds.epoch, acc, "o-", ms=3, label=f"{labels[str(k)]} (lr {float(ds.lr.sel(learner=k)):g}): last {min(5, ds.sizes['epoch'])} epochs {last:.1f}%")
     a.set_xlabel("epoch")
     a.set_ylabel("test accuracy [%]")
-    a.set_title(f"digits, 64-64-10, Adam, batch 32 (360 test images)", fontsize=9)
+    a.set_title("digits, 64-64-10, Adam, batch 32 (360 test images)", fontsize=9)
     a.legend(fontsize=7)
     return fig, ds, {"quick": quick}
 

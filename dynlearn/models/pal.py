@@ -440,7 +440,6 @@ def pal_batch_update(model: PAL, params: PALParams, x: Array, y: Array, key: Arr
     n = net.depth
     x, y = x.astype(net.weights[0].dtype), y.astype(net.weights[0].dtype)
     # forward update: the same errors as the SDE, at the feedforward rates (target present, beta = 1)
-    sizes = net.sizes
 
     def fwd_errors(xs, ys):
         rho, a = [xs], []

@@ -25,7 +25,7 @@ import xarray as xr
 from ..analysis import alignment_angle, bp_gradient
 from ..data import teacher_student
 from ..learning import make_step
-from ..models.feedback import FeedbackNetwork, fa_learner, init_feedback_network, kp_learner, mirror_update, rule_update
+from ..models.feedback import FeedbackNetwork, init_feedback_network, kp_learner, mirror_update, rule_update
 from ..networks import init_network
 from .registry import Verdict, register_check
 
@@ -121,7 +121,6 @@ def fa_alignment(
     The student's forward weights start small (``init_scale`` × Xavier), as in Lillicrap et al. (2016), so what
     it learns, not its initialisation, decides the final weights.
     """
-    learner = fa_learner(activation="linear")
     opt = optax.sgd(lr)
 
     @eqx.filter_jit
