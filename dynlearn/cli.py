@@ -177,7 +177,7 @@ def check(
     """
     from .errors import DynlearnError
     from .results import atomic_write
-    from .theorems import checks, run_check
+    from .theorems import checks, run_checks
 
     start = time.perf_counter()
     available = checks()
@@ -187,17 +187,10 @@ def check(
         _fail(f"unknown check(s) {', '.join(unknown)}; known: {', '.join(available)}")
     if not selected:
         _fail(f"no checks in family {family!r}")
-    from tqdm.auto import tqdm
-
-    results = []
-    bar = tqdm(selected, desc="theorem checks", unit="check", file=sys.stderr)
-    for n in bar:
-        bar.set_postfix_str(n)
-        try:
-            results.append(run_check(n, quick=quick))
-        except DynlearnError as e:
-            _fail(f"{n}: {e}")
-    bar.close()
+    try:
+        results = run_checks(selected, quick=quick, progress=True)
+    except DynlearnError as e:
+        _fail(str(e))
     if json_path is not None:
         payload = json.dumps([r.to_json() for r in results], indent=2)
         atomic_write(json_path, lambda tmp: Path(tmp).write_text(payload))

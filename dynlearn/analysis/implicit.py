@@ -100,8 +100,8 @@ def implicit_gradient(
 
 @eqx.filter_jit
 def _jacobian_and_residual(model, state, data):
-    field = lambda t, s, args: model.vector_field(t, s, *data)
-    return flow_jacobian(field, state), max_norm(field(0.0, state, None))
+    args = (model, *data)
+    return flow_jacobian(model_flow, state, args), max_norm(model_flow(0.0, state, args))
 
 
 @eqx.filter_jit

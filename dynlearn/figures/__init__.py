@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
-import pkgutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._discovery import import_modules
 from ..errors import UnknownNameError
 
 
@@ -42,13 +41,7 @@ def register_figure(name: str, description: str):
 
 
 def _load_all() -> None:
-    # model families in the order users meet them, then anything else
-    from .. import figures
-
-    found = [info.name for info in pkgutil.iter_modules(figures.__path__) if not info.name.startswith("_") and info.name != "registry"]
-    order = ["pc", "ep", "feedback", "pal", "microcircuit"]
-    for name in sorted(found, key=lambda n: (order.index(n) if n in order else len(order), n)):
-        importlib.import_module(f"{figures.__name__}.{name}")
+    import_modules(__package__)
 
 
 def figure_specs() -> dict[str, FigureSpec]:

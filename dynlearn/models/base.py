@@ -15,6 +15,7 @@ import equinox as eqx
 import jax
 from jaxtyping import Array, PyTree
 
+from .. import dynamics
 from ..dynamics import Equilibrium, model_flow, relax
 from ..networks import Network
 
@@ -29,6 +30,13 @@ class DynamicalModel(eqx.Module):
     @property
     def name(self) -> str:
         return type(self).__name__
+
+    def validate_inputs(self, x, y=None) -> None:
+        """Raise :class:`dynlearn.ShapeError` / :class:`dynlearn.NonFiniteError` for inputs or targets that do not
+        fit the model (NaN checks on concrete arrays only). Default: checked against ``self.network`` if it has one."""
+        net = getattr(self, "network", None)
+        if isinstance(net, Network):
+            net.validate_inputs(x, y)
 
 
 class EnergyModel(DynamicalModel):
@@ -57,16 +65,33 @@ class EnergyModel(DynamicalModel):
         return jax.grad(energy_of)(self.network)
 
 
-def equilibrium(model: DynamicalModel, x: Array, y: Array | None = None, nudge=0.0, *, state0=None, **relax_options) -> Equilibrium:
+def equilibrium(
+    model: DynamicalModel,
+    x: Array,
+    y: Array | None = None,
+    nudge=0.0,
+    *,
+    state0=None,
+    polish: bool = False,
+    polish_tol: float = 1e-12,
+    **relax_options,
+) -> Equilibrium:
     """Relax ``model`` with data ``(x, y, nudge)`` from ``state0`` (default ``model.init_state(x)``).
 
-    Inputs and targets are checked against the model's network first (shapes, NaN/inf) when they are
-    concrete arrays, so a bad batch fails with a :class:`dynlearn.ShapeError` or
+    Inputs and targets are checked first (:meth:`DynamicalModel.validate_inputs`: shapes, and NaN/inf when they
+    are concrete arrays), so a bad batch fails with a :class:`dynlearn.ShapeError` or
     :class:`dynlearn.NonFiniteError` instead of a NaN equilibrium.
+
+    ``polish=True`` finishes with Newton's method (:func:`dynlearn.polish`) to residual ``<= polish_tol``, as theorem
+    checks need (the error floor of a finite-nudge estimate is residual / nudge). The result keeps the relaxation's
+    time, step count and saved trajectory, with the polished state, residual and status.
     """
-    net = getattr(model, "network", None)
-    if isinstance(net, Network):
-        net.validate_inputs(x, y if (y is not None and getattr(y, "ndim", 0) >= 1) else None)
+    model.validate_inputs(x, y if (y is not None and getattr(y, "ndim", 0) >= 1) else None)
     state0 = model.init_state(x) if state0 is None else state0
     relax_options.setdefault("name", model.name)
-    return relax(model_flow, state0, (model, x, y, nudge), **relax_options)
+    args = (model, x, y, nudge)
+    eq = relax(model_flow, state0, args, **relax_options)
+    if polish:
+        p = dynamics.polish(model_flow, eq, args, tol=polish_tol, name=relax_options["name"], throw=relax_options.get("throw", True))
+        eq = eqx.tree_at(lambda e: (e.state, e.residual, e.status), eq, (p.state, p.residual, p.status))
+    return eq

@@ -41,14 +41,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
 
-from ..dynamics import Equilibrium, model_flow, polish, relax
+from ..dynamics import Equilibrium, polish, relax
 from ..errors import NotConvergedError
 from ..losses import mse_loss
 from ..networks import Network, _matvec, init_network
-from .base import DynamicalModel, EnergyModel
+from .base import DynamicalModel, EnergyModel, equilibrium
 from .registry import Learner, register_learner
 
-polish_fn = polish  # the function, where a keyword argument is called `polish`
 
 Rule = Literal["one_sided", "symmetric", "holomorphic"]
 RULES = ("one_sided", "symmetric", "holomorphic")
@@ -184,10 +183,7 @@ def _relax_any(model, state0, x, y, beta, *, polish_: bool, relax_options: dict)
             eq = polish(_split_flow, eq, args, name=name, throw=relax_options.get("throw", True))
         re, im = eq.state
         return eqx.tree_at(lambda e: e.state, eq, jax.tree.map(lambda a, b: a + 1j * b, re, im))
-    eq = relax(model_flow, state0, args, **relax_options)
-    if polish_:
-        eq = polish(model_flow, eq, args, name=name, throw=relax_options.get("throw", True))
-    return eq
+    return equilibrium(model, x, y, beta, state0=state0, polish=polish_, **relax_options)
 
 
 def free_phase(model: HopfieldEP, x, y=None, *, state0=None, polish: bool = False, **relax_options) -> Equilibrium:
@@ -371,9 +367,7 @@ def chl_gradient(network: Network, x, y, gamma, *, polish: bool = False, **relax
     rates = []
     for clamped in (False, True):
         model = ContrastiveHebbian(network, clamped)
-        eq = relax(model_flow, model.init_state(x), (model, x, y, gamma), name=model.name, **relax_options)
-        if polish:
-            eq = polish_fn(model_flow, eq, (model, x, y, gamma), name=model.name)
+        eq = equilibrium(model, x, y, gamma, polish=polish, **relax_options)
         rates.append(model.rates(eq.state, x, y))
     free, clamp = rates
     L = network.depth

@@ -176,8 +176,8 @@ def init_feedback_network(sizes, *, key: Array, rule: str = "fa", activation: st
     return FeedbackNetwork(net, tuple(fb), jax.random.key_data(k_rule), rule)
 
 
-def _batch_key(params: FeedbackNetwork, x: Array) -> Array:
-    """A PRNG key for this batch: the stored key folded with the bits of the batch sum (no step counter needed)."""
+def batch_key(params: FeedbackNetwork, x: Array) -> Array:
+    """A PRNG key for this batch: ``params.key`` folded with the bits of the batch sum (no step counter needed)."""
     bits = jax.lax.bitcast_convert_type(jnp.sum(x).astype(jnp.float32), jnp.uint32)
     return jax.random.fold_in(jax.random.wrap_key_data(params.key), bits)
 
@@ -205,7 +205,7 @@ def rule_update(
     ``mirror_sigma`` (``wm``).
     """
     loss_fn = LOSSES[loss]
-    key = _batch_key(params, x)
+    key = batch_key(params, x)
 
     def objective(p):
         return loss_fn(p.forward_with_feedback(x, key), y)

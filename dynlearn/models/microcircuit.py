@@ -63,11 +63,11 @@ import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
 
-from ..dynamics import Trajectory, model_flow, polish, relax, simulate
+from ..dynamics import Trajectory, simulate
 from ..errors import ShapeError
 from ..losses import mse_loss
 from ..networks import Network, activation as get_activation
-from .base import DynamicalModel
+from .base import DynamicalModel, equilibrium
 from .latent_equilibrium import prospective as prospective_state
 from .registry import Learner, register_learner
 
@@ -516,15 +516,7 @@ class Microcircuit(DynamicalModel):
 
     def equilibrium(self, x, y=None, nudge=1.0, *, exact: bool = False, state0=None, **relax_options):
         """Relax to the steady state (``exact=True``: then Newton-polish to residual 1e-12, for theorem checks)."""
-        relax_options.setdefault("name", self.name)
-        polish_tol = relax_options.pop("polish_tol", 1e-12)
-        state0 = self.init_state(x) if state0 is None else state0
-        args = (self, x, y, nudge)
-        eq = relax(model_flow, state0, args, **relax_options)
-        if exact:
-            polished = polish(model_flow, eq, args, tol=polish_tol, name=self.name)
-            eq = eqx.tree_at(lambda e: (e.state, e.residual), eq, (polished.state, polished.residual))
-        return eq
+        return equilibrium(self, x, y, nudge, state0=state0, polish=exact, **relax_options)
 
     def two_step(self, x, y=None, nudge=1.0):
         r"""The fast two-step approximation of the steady state (paper §3.4; no prospective rates).
@@ -552,6 +544,9 @@ class Microcircuit(DynamicalModel):
         return (tuple(u_p), tuple(u_i))
 
     def validate_inputs(self, x, y=None) -> None:
+        """Inputs and targets against the layer sizes; a :class:`PatternStream` is checked pattern by pattern."""
+        if isinstance(x, PatternStream):
+            x, y = x.inputs, (x.targets if y is None else None)
         self.effective_network().validate_inputs(x, y)
 
 

@@ -49,9 +49,9 @@ from jaxtyping import Array
 
 from ..dynamics import model_flow, simulate
 from ..errors import DivergedError, NonFiniteError, ShapeError
-from ..losses import LOSSES
 from ..networks import Network, _matvec, init_network
 from .base import DynamicalModel
+from .feedback import FeedbackNetwork, batch_key, init_feedback_network, rule_update
 from .registry import Learner, register_learner
 
 # reference conductances (PAL MC defaults)
@@ -223,10 +223,6 @@ class PAL(DynamicalModel):
         return eqx.tree_at(lambda s: s.rbar, state, tuple(r.astype(dtype) for r in rho[2:]))
 
 
-def _pal_field(t, y, args):
-    return model_flow(t, y, args)
-
-
 def _pal_diffusion(t, y, args):
     return args[0].noise_operator(y)
 
@@ -250,7 +246,7 @@ def _run(model: PAL, state: PALState, inputs, targets, key, t_pres, dt, solver, 
     def segment(y, data):
         x, tgt, k = data
         traj = simulate(
-            _pal_field,
+            model_flow,
             y,
             (model, x, tgt),
             t1=t_pres,
@@ -435,30 +431,10 @@ def pal_batch_update(model: PAL, params: PALParams, x: Array, y: Array, key: Arr
       rate of change :math:`\langle \xi_l (r^{HP}_{l+1})^\top\rangle - \alpha B_l` over samples and time (the batch mean
       of the authors' GLE-PAL layers).
     """
-    loss_fn = LOSSES[loss]
     net = params.network
-    n = net.depth
     x, y = x.astype(net.weights[0].dtype), y.astype(net.weights[0].dtype)
-    # forward update: the same errors as the SDE, at the feedforward rates (target present, beta = 1)
-
-    def fwd_errors(xs, ys):
-        rho, a = [xs], []
-        for l in range(1, n + 1):
-            v = _matvec(net.weights[l - 1], rho[-1]) + net.biases[l - 1]
-            a.append(v)
-            rho.append(net.phi(v) if l < n else v)
-        if loss == "ce":
-            e = [ys - jax.nn.softmax(a[-1])]
-        else:
-            e = [ys - a[-1]]
-        for l in range(n - 1, 0, -1):
-            dphi = _dphi(net, a[l - 1])
-            e.append(dphi * _matvec(params.feedback[l - 1], e[-1]))
-        return e[::-1], rho
-
-    es, rho = fwd_errors(x, y)
-    gW = tuple(-jnp.einsum("bo,bi->oi", es[l], rho[l]) for l in range(n))
-    gb = tuple(-jnp.sum(es[l], axis=0) for l in range(n))
+    # forward update: feedback alignment through the current B (the one custom-VJP mechanism of the FA family)
+    grads, value = rule_update(FeedbackNetwork(net, params.feedback, params.key, "fa"), x, y, loss=loss)
     # backward update: PAL's SDE over t_noise ms per sample (W fixed, eta_bw = 1 so dB = <xi r_HP^T> - alpha B)
     noise_model = eqx.tree_at(lambda m: (m.eta_bw, m.eta_fw, m.basal_gain, m.apical_gain), model, (jnp.asarray(1.0), jnp.asarray(0.0), jnp.asarray(1.0), jnp.asarray(1.0)))
 
@@ -479,8 +455,7 @@ def pal_batch_update(model: PAL, params: PALParams, x: Array, y: Array, key: Arr
 
     dB = jax.vmap(per_sample)(proj, jax.random.split(key, x.shape[0]))
     gB = tuple(-jnp.mean(d, axis=0) for d in dB)
-    value = loss_fn(net(x), y)
-    return PALParams(Network(gW, gb, net.activation), gB, params.key), value
+    return PALParams(grads.network, gB, params.key), value
 
 
 @register_learner("pal")
@@ -499,16 +474,11 @@ def pal_learner(
     model = PAL(tau_xi=tau_xi, tau_hp=tau_hp, sigma=sigma, alpha=alpha, basal_gain=1.0, apical_gain=1.0)
 
     def init(key, sizes):
-        k_net, k_fb, k_run = jax.random.split(key, 3)
-        net = init_network(sizes, key=k_net, activation=activation)
-        keys = jax.random.split(k_fb, len(sizes) - 2)
-        fb = tuple(jnp.sqrt(2.0 / (a + b)) * jax.random.normal(k, (a, b), net.weights[0].dtype) for k, a, b in zip(keys, sizes[1:-1], sizes[2:]))
-        return PALParams(net, fb, jax.random.key_data(k_run))
+        fa = init_feedback_network(sizes, key=key, rule="fa", activation=activation)  # W and B as for FA
+        return PALParams(fa.network, fa.feedback, fa.key)
 
     def update(params: PALParams, x, y):
-        bits = jax.lax.bitcast_convert_type(jnp.sum(x).astype(jnp.float32), jnp.uint32)
-        key = jax.random.fold_in(jax.random.wrap_key_data(params.key), bits)
-        grads, value = pal_batch_update(model, params, x, y, key, t_noise=t_noise, dt=dt, loss=loss)
+        grads, value = pal_batch_update(model, params, x, y, batch_key(params, x), t_noise=t_noise, dt=dt, loss=loss)
         return grads, {"loss": value / x.shape[0]}
 
     return Learner(

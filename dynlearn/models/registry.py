@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from .._discovery import import_modules
 from ..errors import UnknownNameError
 
 
@@ -54,15 +55,8 @@ def register_learner(name: str):
 
 
 def _load_all() -> None:
-    # importing the model modules registers their learners
-    import importlib
-    import pkgutil
-
-    from .. import models
-
-    for info in pkgutil.iter_modules(models.__path__):
-        if info.name not in ("base", "registry"):
-            importlib.import_module(f"{models.__name__}.{info.name}")
+    """Importing the model modules registers their learners."""
+    import_modules(__package__, skip=("base", "registry"))
 
 
 def learner_names() -> list[str]:

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from ..analysis import bp_gradient, cosine_similarity, energy_increase, implicit_gradient, loglog_slope, relative_error
+from ..analysis import bp_gradient, cosine_similarity, energy_increase, flow_jacobian, implicit_gradient, loglog_slope, relative_error
 from ..analysis.implicit import bptt_gradient
 from ..dynamics import max_norm, model_flow, polish, relax, simulate
 from ..models import gdu
@@ -156,20 +156,15 @@ def _beta(b):
 
 
 @eqx.filter_jit
-def _jac_and_energy_gradient(model, state, x, y, beta):
-    r"""The flow Jacobian (dense) and :math:`\max|\partial F/\partial s|` from the energy, at ``state``."""
-    from ..analysis import flow_jacobian
-
-    jac = flow_jacobian(model_flow, state, (model, x, y, beta))
-    return jac, max_norm(jax.grad(model.energy)(state, x, y, beta))
+def _jac(model, state, x, y, beta):
+    """The flow Jacobian (dense) of any model (energy or not) at ``state``."""
+    return flow_jacobian(model_flow, state, (model, x, y, beta))
 
 
 @eqx.filter_jit
-def _jac(model, state, x, y, beta):
-    """The flow Jacobian of any model (energy or not)."""
-    from ..analysis import flow_jacobian
-
-    return flow_jacobian(model_flow, state, (model, x, y, beta))
+def _jac_and_energy_gradient(model, state, x, y, beta):
+    r"""The flow Jacobian and :math:`\max|\partial F/\partial s|` from the energy, at ``state``."""
+    return _jac(model, state, x, y, beta), max_norm(jax.grad(model.energy)(state, x, y, beta))
 
 
 # ----------------------------------------------------------------------------- β sweeps

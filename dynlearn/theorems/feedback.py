@@ -25,7 +25,7 @@ import xarray as xr
 from ..analysis import alignment_angle, bp_gradient
 from ..data import teacher_student
 from ..learning import make_step
-from ..models.feedback import FeedbackNetwork, init_feedback_network, kp_learner, mirror_update, rule_update
+from ..models.feedback import FeedbackNetwork, fa_learner, init_feedback_network, kp_learner, mirror_update, rule_update
 from ..networks import init_network
 from .registry import Verdict, register_check
 
@@ -53,7 +53,8 @@ def _to64(tree):
 def kp_exact_decay(*, sizes=(6, 12, 10, 4), steps=300, batch=16, lr=0.05, decay=0.3, seeds=(0, 1), tol=1e-10, learner_factory=kp_learner):
     """Train the KP learner with plain SGD on a tanh teacher–student task; compare ||W - B^T|| with (1 - lr·decay)^t."""
     learner = learner_factory(activation="tanh", decay=decay)
-    step = make_step(learner, optax.sgd(lr))
+    opt = optax.sgd(lr)
+    step = make_step(learner, opt)
     lam = lr * decay
 
     @eqx.filter_jit
@@ -65,7 +66,7 @@ def kp_exact_decay(*, sizes=(6, 12, 10, 4), steps=300, batch=16, lr=0.05, decay=
     for seed in seeds:
         x, y = _teacher_data((sizes[0], 8, sizes[-1]), batch * 8, seed, "tanh")
         params = _to64(learner.init(jax.random.key(seed), sizes))
-        opt_state = optax.sgd(lr).init(eqx.filter(params, eqx.is_inexact_array))
+        opt_state = opt.init(eqx.filter(params, eqx.is_inexact_array))
         gap, ang = [], []
         for t in range(steps + 1):
             g, a = measure(params)
@@ -122,20 +123,14 @@ def fa_alignment(
     it learns, not its initialisation, decides the final weights.
     """
     opt = optax.sgd(lr)
-
-    @eqx.filter_jit
-    def step(params, opt_state, xb, yb):
-        grads, _ = rule_update(params, xb, yb)
-        updates, opt_state = opt.update(eqx.filter(grads, eqx.is_inexact_array), opt_state)
-        return eqx.apply_updates(params, updates), opt_state
+    step = make_step(fa_learner(activation="linear"), opt)
 
     @eqx.filter_jit
     def measures(params, xb, yb):
-        grads, _ = rule_update(params, xb, yb)
+        grads, loss = rule_update(params, xb, yb)
         bp = bp_gradient(params.network, xb, yb)
         w, b = params.network.weights[1], params.feedback[0]
-        loss = 0.5 * jnp.mean(jnp.sum((params.network(xb) - yb) ** 2, -1))
-        return alignment_angle(w.T, b), alignment_angle(grads.network.weights[0], bp.weights[0]), loss
+        return alignment_angle(w.T, b), alignment_angle(grads.network.weights[0], bp.weights[0]), loss / xb.shape[0]
 
     record = np.unique(np.linspace(0, steps, n_points).round().astype(int))
     ang_wb, ang_up, losses = [], [], []
@@ -154,7 +149,7 @@ def fa_alignment(
                 a2.append(float(m[1]))
                 ls.append(float(m[2]))
             if t < steps:
-                params, opt_state = step(params, opt_state, x[i : i + batch], y[i : i + batch])
+                params, opt_state, _ = step(params, opt_state, x[i : i + batch], y[i : i + batch])
         ang_wb.append(a1)
         ang_up.append(a2)
         losses.append(ls)

@@ -21,7 +21,7 @@ import numpy as np
 import xarray as xr
 
 from ..analysis import bp_gradient, cosine_similarity, loglog_slope, relative_error
-from ..dynamics import simulate
+from ..dynamics import model_flow, simulate
 from ..models.latent_equilibrium import LayeredLE, StepInput
 from ..models.microcircuit import Microcircuit, PatternStream, Plasticity, preset, simulate_learning
 from ..networks import init_network
@@ -40,7 +40,7 @@ def relax_microcircuit(model: Microcircuit, x, y=None, nudge=0.0, *, state0=None
     solve per model class and shape (``y=None`` becomes a zero target with ``nudge = 0``).
     """
     if y is None:
-        y, nudge = jnp.zeros(x.shape[:-1] + (model.sizes[-1],), x.dtype), 0.0
+        y, nudge = _no_target(model, x)
     save_ts = jnp.linspace(0.0, 50.0, N_SAVE) * model.params.tau_hidden
     return model.equilibrium(x, y, jnp.asarray(nudge, x.dtype), exact=exact, state0=state0, save_ts=save_ts, throw=throw, **RELAX)
 
@@ -384,6 +384,11 @@ def mc_sps_learned(
 # ----------------------------------------------------------------------------- le_instantaneous
 
 
+def _le_readout(t, y, args):
+    model, inp = args
+    return model.readout(t, y, inp)
+
+
 def _le_run(sizes, tau, dt, t_end, n_t, seed, model_cls, solver, step):
     key = jax.random.key(seed)
     kn, k0, k1 = jax.random.split(key, 3)
@@ -397,11 +402,7 @@ def _le_run(sizes, tau, dt, t_end, n_t, seed, model_cls, solver, step):
     def run(p):
         model = model_cls(net, jnp.asarray(tau), p)
         state0 = tuple(net.forward(x0)[1:])  # at rest for the input before the step
-
-        def readout(t, y, args):
-            return model.readout(t, y, inp)
-
-        traj = simulate(lambda t, y, a: model.vector_field(t, y, inp), state0, None, t1=t_end, dt0=dt, ts=ts, solver=solver, save_fn=readout, throw=False)
+        traj = simulate(model_flow, state0, (model, inp), t1=t_end, dt0=dt, ts=ts, solver=solver, save_fn=_le_readout, throw=False)
         return traj.ys
 
     outs = eqx.filter_vmap(run)(jnp.asarray([1.0, 0.0]))

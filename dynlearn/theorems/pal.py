@@ -52,17 +52,6 @@ def _uniform_states(sizes, seeds, model):
     return jax.tree.map(lambda *a: jnp.stack(a), *states)
 
 
-def _initial(states, n_matrices):
-    """Angle and norm of every backward matrix before the first pattern, per trajectory (numpy)."""
-    out = np.zeros((2, states.feedback[0].shape[0], n_matrices))
-    for i, (b, w) in enumerate(zip(states.feedback, states.network.weights[1:])):
-        b, wt = np.asarray(b), np.swapaxes(np.asarray(w), -1, -2)
-        cos = np.sum(b * wt, axis=(-2, -1)) / (np.linalg.norm(b, axis=(-2, -1)) * np.linalg.norm(wt, axis=(-2, -1)))
-        out[0, :, i] = np.degrees(np.arccos(np.clip(cos, -1, 1)))
-        out[1, :, i] = np.linalg.norm(b, axis=(-2, -1))
-    return out
-
-
 @register_check(
     "pal_alignment",
     family="pal",
@@ -111,7 +100,7 @@ def pal_alignment(
     noise_keys = jnp.concatenate([jnp.stack([jax.random.key(9000 + s) for s in seeds])] * n_cond)
     _, (ang, nrm) = simulate_pal(model, rep(states), rep(inputs), key=noise_keys, t_pres=t_pres, dt=dt, solver=solver, save_fn=_angles_and_norms, batched=True)
     # initial values (before the first pattern) and thinning to n_save time points
-    ang0, nrm0 = _initial(rep(states), len(sizes) - 2)
+    ang0, nrm0 = (np.asarray(a) for a in jax.vmap(lambda st: _angles_and_norms(0.0, st, None))(rep(states)))
     ang = np.concatenate([ang0[:, None], np.asarray(ang)], axis=1)
     nrm = np.concatenate([nrm0[:, None], np.asarray(nrm)], axis=1)
     idx = np.unique(np.linspace(0, n_pat, min(n_save, n_pat + 1)).round().astype(int))

@@ -200,9 +200,7 @@ def pc_bp_limit(
     reference = jax.tree.map(jnp.negative, bp_gradient(net, x, y))
     cos, rel, res = [], [], []
     for gamma in gammas:
-        args = (model, x, y, gamma)
-        eq = equilibrium(model, x, y, gamma, throw=False, **TIGHT)
-        eq = polish(model_flow, eq, args, throw=False)
+        eq = equilibrium(model, x, y, gamma, polish=True, throw=False, **TIGHT)
         update = jax.tree.map(lambda u: u / gamma, pc_update(model, x, y, gamma, state=eq.state))
         cmp = compare_per_layer(update, reference)
         cos.append(np.asarray(cmp["cosine"]))

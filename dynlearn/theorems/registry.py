@@ -10,17 +10,16 @@ of truth. Checks run in float64: :func:`run_check` turns on ``jax_enable_x64``.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import math
-import pkgutil
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import xarray as xr
 
-from ..errors import UnknownNameError
+from .._discovery import import_modules
+from ..errors import DynlearnError, UnknownNameError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,13 +121,7 @@ def register_check(
 
 
 def _load_all() -> None:
-    # model families in the order users meet them, then anything else
-    from .. import theorems
-
-    found = [info.name for info in pkgutil.iter_modules(theorems.__path__) if not info.name.startswith("_") and info.name != "registry"]
-    order = ["pc", "ep", "feedback", "pal", "microcircuit"]
-    for name in sorted(found, key=lambda n: (order.index(n) if n in order else len(order), n)):
-        importlib.import_module(f"{theorems.__name__}.{name}")
+    import_modules(__package__, skip=("registry",))
 
 
 def checks() -> dict[str, Check]:
@@ -185,7 +178,10 @@ def run_check(name: str, *, quick: bool = True, cache: bool = True, **overrides)
 
 
 def run_checks(names: Iterable[str] | None = None, *, quick: bool = True, progress: bool = False) -> list[CheckResult]:
-    """Run several checks (all by default); with ``progress`` show a progress bar."""
+    """Run several checks (all by default); with ``progress`` show a progress bar.
+
+    A check that raises (a relaxation that does not converge, say) stops the run with the same error, its message
+    prefixed with the check's name."""
     names = list(names) if names is not None else list(checks())
     iterator = names
     if progress:
@@ -196,5 +192,10 @@ def run_checks(names: Iterable[str] | None = None, *, quick: bool = True, progre
     for n in iterator:
         if progress:
             iterator.set_postfix_str(n)
-        results.append(run_check(n, quick=quick))
+        try:
+            results.append(run_check(n, quick=quick))
+        except DynlearnError as e:
+            raise type(e)(f"{n}: {e}") from e
+    if progress:
+        iterator.close()
     return results
