@@ -2,7 +2,7 @@
 
     python benchmarks/bench_ep.py [--sizes 64 32 10] [--batch 64] [--repeats 21]
 
-Prints, for each EP rule, the median wall time of one jitted training step (after compilation) and its
+Prints, for each EP estimator, the median wall time of one jitted training step (after compilation) and its
 ratio to one backprop step (forward + backward + optimizer update) of the same feedforward network.
 """
 
@@ -16,13 +16,14 @@ import jax
 import jax.numpy as jnp
 
 
-def _median_time(step, params, opt_state, x, y, repeats: int) -> float:
-    out = step(params, opt_state, x, y)  # compile + warm up
+def _median_time(step, params, rule_state, opt_state, x, y, repeats: int) -> float:
+    key = jax.random.key(0)
+    out = step(params, rule_state, opt_state, x, y, key)  # compile + warm up
     jax.block_until_ready(out)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        out = step(params, opt_state, x, y)
+        out = step(params, rule_state, opt_state, x, y, key)
         jax.block_until_ready(out)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
@@ -30,14 +31,16 @@ def _median_time(step, params, opt_state, x, y, repeats: int) -> float:
 
 def main() -> None:
     from dynlearn.data import load_digits
-    from dynlearn.learning import make_optimizer, make_step
-    from dynlearn.models import get_learner
+    import equinox as eqx
+
+    from dynlearn.learning import init_params, make_optimizer, make_step
+    from dynlearn.rules import get_learner
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 32, 10])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=21)
-    parser.add_argument("--beta", type=float, default=None, help="nudge (default: the learner's, 0.5 real / 0.05 holomorphic)")
+    parser.add_argument("--nudge", type=float, default=None, help="nudge beta (default: the learner's, 0.5 real / 0.05 holomorphic)")
     parser.add_argument("--n-points", type=int, default=4)
     args = parser.parse_args()
 
@@ -47,13 +50,15 @@ def main() -> None:
     opt = make_optimizer("adam", 1e-3)
     rows = []
     learners = [("bp", get_learner("bp"))] + [
-        (f"ep/{r}", get_learner("ep", rule=r, n_points=args.n_points, **({} if args.beta is None else {"beta": args.beta}))) for r in ("one_sided", "symmetric", "holomorphic")
+        (f"ep/{e}", get_learner(f"ep/{e}", n_points=args.n_points, **({} if args.nudge is None else {"nudge": args.nudge})))
+        for e in ("one_sided", "symmetric", "holomorphic")
     ]
     for name, learner in learners:
-        params = learner.init(jax.random.key(0), tuple(args.sizes))
-        opt_state = opt.init(params)
+        params = init_params(learner, jax.random.key(0), tuple(args.sizes))
+        rule_state = learner.rule.init(jax.random.key(1), params)
+        opt_state = opt.init(eqx.filter(params, eqx.is_inexact_array))
         step = make_step(learner, opt)
-        rows.append((name, _median_time(step, params, opt_state, x, y, args.repeats)))
+        rows.append((name, _median_time(step, params, rule_state, opt_state, x, y, args.repeats)))
     bp = rows[0][1]
     print(f"sizes {tuple(args.sizes)}, batch {args.batch}, float32, backend {jax.default_backend()}, median of {args.repeats}")
     print(f"{'learner':<18}{'ms/step':>10}{'x BP':>9}")

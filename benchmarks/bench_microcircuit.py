@@ -31,6 +31,7 @@ def main() -> None:
 
     jax.config.update("jax_enable_x64", args.x64)
 
+    from dynlearn.models import Data
     from dynlearn.models.microcircuit import Microcircuit, PatternStream, Plasticity, preset, simulate_learning
 
     sizes = tuple(args.sizes)
@@ -45,7 +46,7 @@ def main() -> None:
         key = jax.random.key(0)
         x = jax.random.uniform(key, (n_pat, sizes[0]), minval=-1.0, maxval=1.0)
         y = jax.random.normal(jax.random.key(1), (n_pat, sizes[-1]))
-        stream = PatternStream(x, y, args.t_pres)
+        stream = Data(None, None, 1.0, PatternStream(x, y, args.t_pres))  # output nudged toward the targets (nudge 1)
         model = Microcircuit.create(sizes, key=key, params=preset("bern", sigma=sigma).as_arrays(), top_down="random")
         kw = dict(t1=t1, dt=args.dt, key=jax.random.key(2) if sigma else None, brownian=brownian)
         start = time.perf_counter()

@@ -29,7 +29,8 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="write the rows as JSON to this file")
     args = parser.parse_args()
     jax.config.update("jax_enable_x64", True)
-    from dynlearn.models.pal import PAL, init_pal, simulate_pal
+    from dynlearn.models.pal import PAL, init_pal
+    from dynlearn.models.pal_simulation import simulate_pal
 
     settings = {
         "paper (dt 0.01 ms)": dict(dt=0.01, t_pres=1.0, tau=0.1, sigma=0.05, alpha=1e-5, eta_bw=50.0),

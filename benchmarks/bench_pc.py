@@ -21,26 +21,30 @@ os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_
 import jax  # noqa: E402
 import optax  # noqa: E402
 
-from dynlearn.learning import make_step  # noqa: E402
-from dynlearn.models import get_learner  # noqa: E402
+import equinox as eqx  # noqa: E402
+
+from dynlearn.learning import init_params, make_step  # noqa: E402
+from dynlearn.rules import get_learner  # noqa: E402
 
 
 def time_step(learner, sizes, batch, repeats, key):
-    params = learner.init(key, sizes)
+    """Median seconds of one jitted training step (rule update + Adam) and the step's metrics."""
+    params = init_params(learner, key, sizes)
+    rule_state = learner.rule.init(key, params)
     opt = optax.adam(1e-3)
-    state = opt.init(params)
+    opt_state = opt.init(eqx.filter(params, eqx.is_inexact_array))
     step = make_step(learner, opt)
-    kx, ky = jax.random.split(jax.random.key(1))
+    kx, ky, k_step = jax.random.split(jax.random.key(1), 3)
     x = jax.random.uniform(kx, (batch, sizes[0]))
     y = jax.nn.one_hot(jax.random.randint(ky, (batch,), 0, sizes[-1]), sizes[-1])
-    out = step(params, state, x, y)
+    out = step(params, rule_state, opt_state, x, y, k_step)
     jax.block_until_ready(out)
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        jax.block_until_ready(step(params, state, x, y))
+        jax.block_until_ready(step(params, rule_state, opt_state, x, y, k_step))
         times.append(time.perf_counter() - t)
-    return statistics.median(times), out[2]
+    return statistics.median(times), out[3]
 
 
 def main():

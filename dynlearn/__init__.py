@@ -1,15 +1,18 @@
 """dynlearn: learning without backpropagation as differentiable dynamical systems.
 
-Models (predictive coding, equilibrium propagation, feedback-learning rules, cortical microcircuits)
-are energies or vector fields over neural state; :func:`relax` and :func:`simulate` integrate them
-with diffrax; :mod:`dynlearn.analysis` compares their updates to backprop and implicit gradients; and
+Models (predictive coding, equilibrium propagation, feedback-learning rules, cortical microcircuits) are energies or
+vector fields over neural state (:mod:`dynlearn.models.base`: ``Data``, ``DynamicalModel``, ``EnergyModel``);
+:func:`equilibrium` relaxes any of them with a :class:`RelaxConfig`; learning rules share one optax-like protocol
+(:mod:`dynlearn.rules`); :mod:`dynlearn.analysis` compares their updates to backprop and implicit gradients; and
 :mod:`dynlearn.theorems` checks the field's theorems numerically.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-from .dynamics import Equilibrium, Trajectory, model_flow, polish, relax, simulate  # noqa: E402
+from .config import DEFAULT, NEWTON, THEOREM, THEOREM_STRICT, TRAINING, RelaxConfig  # noqa: E402
+from .dynamics import Equilibrium, Trajectory, polish, relax, simulate  # noqa: E402
 from .errors import (  # noqa: E402
+    ConfigError,
     DivergedError,
     DynlearnError,
     NonFiniteError,
@@ -17,20 +20,32 @@ from .errors import (  # noqa: E402
     ShapeError,
     UnknownNameError,
 )
-from .networks import Network, init_network  # noqa: E402
+from .models.base import Data, DynamicalModel, EnergyModel, equilibrium  # noqa: E402
+from .networks import Network, init_network, lenet5  # noqa: E402
 
 __all__ = [
+    "DEFAULT",
+    "NEWTON",
+    "THEOREM",
+    "THEOREM_STRICT",
+    "TRAINING",
+    "ConfigError",
+    "Data",
     "DivergedError",
+    "DynamicalModel",
     "DynlearnError",
+    "EnergyModel",
     "Equilibrium",
     "Network",
     "NonFiniteError",
     "NotConvergedError",
+    "RelaxConfig",
     "ShapeError",
     "Trajectory",
     "UnknownNameError",
+    "equilibrium",
     "init_network",
-    "model_flow",
+    "lenet5",
     "polish",
     "relax",
     "simulate",

@@ -50,7 +50,7 @@ def _fail(message: str) -> None:
 def list_all() -> None:
     """List the models/rules, theorem checks and figures this version knows."""
     from .figures import figure_specs
-    from .models import get_learner, learner_names
+    from .rules import get_learner, learner_names
     from .theorems import checks
 
     con = _console()
@@ -75,6 +75,13 @@ def _parse_hidden(hidden: str) -> tuple[int, ...]:
     return sizes
 
 
+def _learner_name(model: str | None, rule: str | None) -> str:
+    """``--model M --rule R`` names the learner ``M/R`` (``pc/clamped``, ``ep/one_sided``); either alone names itself."""
+    if model and rule:
+        return rule if model == rule else f"{model}/{rule}"
+    return model or rule
+
+
 @app.command()
 def train(
     model: Annotated[Optional[str], typer.Option(help="model: pc, bp, ep, pal, microcircuit, ... (see `dynlearn list`)")] = None,
@@ -83,8 +90,8 @@ def train(
     hidden: Annotated[str, typer.Option(help="hidden layer widths, comma-separated")] = "128,128",
     epochs: Annotated[int, typer.Option(min=1, help="passes over the training set")] = 20,
     batch_size: Annotated[int, typer.Option(min=1, help="samples per update")] = 64,
-    lr: Annotated[Optional[float], typer.Option(min=0.0, help="learning rate (default: the learner's own, see `dynlearn list`)")] = None,
-    optimizer: Annotated[str, typer.Option(help="adam, sgd or momentum")] = "adam",
+    lr: Annotated[Optional[float], typer.Option(help="learning rate (default: the learner's own, see `dynlearn list`)")] = None,
+    optimizer: Annotated[str, typer.Option(help="adam, adamw, sgd, momentum or rmsprop (in Python, train() takes any optax optimiser)")] = "adam",
     seed: Annotated[int, typer.Option(help="seed for initialisation and batch order")] = 0,
     compare_bp: Annotated[bool, typer.Option(help="also train backprop on the same network and data, and report both")] = True,
     out: Annotated[Path, typer.Option(help="folder for checkpoints (params.eqx) and history (history.nc), written every epoch")] = Path("runs"),
@@ -102,13 +109,13 @@ def train(
     from .data import DataUnavailableError, load
     from .errors import DynlearnError
     from .learning import train as run_train
-    from .models import get_learner
+    from .rules import get_learner
 
     if model is None and rule is None:
         _fail("give --model (e.g. --model pc) or --rule (e.g. --rule fa); `dynlearn list` shows the names")
     sizes = _parse_hidden(hidden)
     try:
-        learner = get_learner(model, rule=rule) if (model and rule) else get_learner(model or rule)
+        learner = get_learner(_learner_name(model, rule))
         dataset = load(data)
     except DataUnavailableError as e:
         _fail(str(e))
@@ -143,18 +150,21 @@ def train(
 def _check_table(results, title: str):
     from rich.table import Table
 
+    from .theorems.criteria import is_reported
+
     table = Table(title=title)
     for col, kw in (("check", {}), ("quantity", {}), ("measured", {"justify": "right"}), ("tolerance", {}), ("result", {}), ("s", {"justify": "right"})):
         table.add_column(col, **kw)
     for r in results:
         for i, (key, value) in enumerate(r.verdict.measured.items()):
             ok = key not in r.verdict.failed
+            verdict = "reported" if is_reported(r.verdict.tolerance[key]) else ("[green]pass[/green]" if ok else "[red]FAIL[/red]")
             table.add_row(
                 r.name if i == 0 else "",
                 key,
                 _fmt(value),
                 r.verdict.tolerance[key],
-                "[green]pass[/green]" if ok else "[red]FAIL[/red]",
+                verdict,
                 f"{r.seconds:.1f}" if i == 0 else "",
                 end_section=i == len(r.verdict.measured) - 1,
             )
@@ -240,6 +250,23 @@ def figs(
     start = time.perf_counter()
     made = _make_figures(names, quick, out)
     _console().print(f"[bold]{len(made)} figures written to {out}[/bold] ({time.perf_counter() - start:.0f} s)")
+
+
+@app.command()
+def docs(
+    json_path: Annotated[Path, typer.Option("--json", help="results of `dynlearn check --quick --json PATH`")] = Path("theory/checks.json"),
+    theory: Annotated[Path, typer.Option(help="folder of the theory pages")] = Path("theory"),
+) -> None:
+    """Rewrite the generated part of every theory page (criteria and measured values) from the registry and a
+    check run's JSON. Run `dynlearn check --quick --json theory/checks.json` first."""
+    from .theorems.pages import write_pages
+
+    if not json_path.exists():
+        _fail(f"{json_path} does not exist; run `dynlearn check --quick --json {json_path}` first")
+    if not theory.is_dir():
+        _fail(f"--theory {theory} is not a folder")
+    changed = write_pages(theory, json_path)
+    typer.echo(f"{len(changed)} theory page(s) updated from {json_path}")
 
 
 def main() -> None:  # pragma: no cover - entry point

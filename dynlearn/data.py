@@ -39,7 +39,21 @@ class Dataset:
 
     @property
     def n_features(self) -> int:
-        return self.x_train.shape[1]
+        """Numbers per input sample (the product of :attr:`sample_shape`)."""
+        return int(np.prod(self.sample_shape))
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """Shape of one input sample: ``(features,)``, or e.g. ``(1, 28, 28)`` for images."""
+        return tuple(self.x_train.shape[1:])
+
+    def as_images(self, shape: tuple[int, ...]) -> Dataset:
+        """The same data with each input reshaped to ``shape`` (e.g. ``(1, 28, 28)`` for a LeNet-5)."""
+        if int(np.prod(shape)) != self.n_features:
+            raise ShapeError(f"{self.name}: cannot reshape {self.n_features} features to {shape}")
+        return dataclasses.replace(
+            self, x_train=self.x_train.reshape(-1, *shape), x_test=self.x_test.reshape(-1, *shape)
+        )
 
     @property
     def n_outputs(self) -> int:
@@ -52,8 +66,8 @@ class Dataset:
     def __post_init__(self):
         for part in ("train", "test"):
             x, y = getattr(self, f"x_{part}"), getattr(self, f"y_{part}")
-            if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
-                raise ShapeError(f"{self.name}: x_{part} {x.shape} and y_{part} {y.shape} must be (n, features) and (n, outputs)")
+            if x.ndim < 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
+                raise ShapeError(f"{self.name}: x_{part} {x.shape} and y_{part} {y.shape} must be (n, *sample_shape) and (n, outputs)")
             if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
                 raise NonFiniteError(f"{self.name}: {part} data contain NaN or inf")
 

@@ -12,7 +12,8 @@ r"""Integrating models in time: one wrapper around diffrax for every model in dy
 
 Every function here takes the vector field as a plain function ``f(t, y, args)``; the model travels
 in ``args`` so that a jitted solve is compiled once per model class and shape, not once per weight value.
-Use :func:`model_flow` as the field to call ``args[0].vector_field(t, y, *args[1:])``.
+Models reach a steady state through :func:`dynlearn.models.equilibrium`, which uses :func:`model_flow`
+with ``args = (model, data)``.
 """
 
 from __future__ import annotations
@@ -28,23 +29,11 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
+from .config import DEFAULT, RelaxConfig, get_solver
 from .errors import DivergedError, NotConvergedError
 
 # status codes of an Equilibrium
 CONVERGED, NOT_STEADY, MAX_STEPS, DIVERGED = 0, 1, 2, 3
-STATUS_NAMES = {CONVERGED: "converged", NOT_STEADY: "not steady at t1", MAX_STEPS: "max_steps reached", DIVERGED: "diverged"}
-
-_SOLVERS: dict[str, Callable[[], diffrax.AbstractSolver]] = {
-    "tsit5": diffrax.Tsit5,
-    "dopri5": diffrax.Dopri5,
-    "dopri8": diffrax.Dopri8,
-    "heun": diffrax.Heun,
-    "euler": diffrax.Euler,
-    "kvaerno5": diffrax.Kvaerno5,
-    "shark": diffrax.ShARK,
-    "sra1": diffrax.SRA1,
-    "sea": diffrax.SEA,
-}
 
 
 def max_norm(tree: PyTree) -> Float[Array, ""]:
@@ -54,21 +43,9 @@ def max_norm(tree: PyTree) -> Float[Array, ""]:
 
 
 def model_flow(t, y, args):
-    """The generic vector field: ``args = (model, *data)`` gives ``model.vector_field(t, y, *data)``."""
-    model, *data = args
-    return model.vector_field(t, y, *data)
-
-
-def get_solver(solver: str | diffrax.AbstractSolver) -> diffrax.AbstractSolver:
-    """A diffrax solver from its lower-case name (``tsit5``, ``euler``, ``heun``, ``shark``, ...) or as given."""
-    if isinstance(solver, diffrax.AbstractSolver):
-        return solver
-    try:
-        return _SOLVERS[solver]()
-    except KeyError:
-        from .errors import UnknownNameError
-
-        raise UnknownNameError(f"unknown solver {solver!r}; choose one of {sorted(_SOLVERS)} or pass a diffrax solver") from None
+    """The generic vector field of every model: ``args = (model, data)`` gives ``model.vector_field(t, y, data)``."""
+    model, data = args
+    return model.vector_field(t, y, data)
 
 
 class Equilibrium(eqx.Module):
@@ -130,7 +107,9 @@ def raise_for_status(eq: Equilibrium, name: str = "model", tol: float | None = N
 
 
 @eqx.filter_jit
-def _relax(field, y0, args, solver, controller, t1, dt0, tol, bound, max_steps, save_ts):
+def _relax(field, y0, args, config: RelaxConfig, save_ts):
+    tol, bound = config.tol, config.bound
+
     def steady(t, y, args, **kwargs):
         return max_norm(field(t, y, args)) <= tol
 
@@ -138,89 +117,136 @@ def _relax(field, y0, args, solver, controller, t1, dt0, tol, bound, max_steps, 
         n = max_norm(y)
         return jnp.logical_not(jnp.isfinite(n)) | (n > bound)
 
+    events = {"steady": steady, "diverged": diverged} if config.steady else {"diverged": diverged}
     subs = [diffrax.SubSaveAt(t1=True)] + ([] if save_ts is None else [diffrax.SubSaveAt(ts=save_ts)])
-    saveat = diffrax.SaveAt(subs=subs)
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(field),
-        solver,
+        config.diffrax_solver(),
         t0=0.0,
-        t1=t1,
-        dt0=dt0,
+        t1=config.t1,
+        dt0=config.initial_step(),
         y0=y0,
         args=args,
-        saveat=saveat,
-        stepsize_controller=controller,
-        event=diffrax.Event({"steady": steady, "diverged": diverged}),
-        max_steps=max_steps,
+        saveat=diffrax.SaveAt(subs=subs),
+        stepsize_controller=config.step_controller(),
+        event=diffrax.Event(events),
+        max_steps=config.max_steps,
         throw=False,
     )
     y = jax.tree.map(lambda a: a[-1], sol.ys[0])
     t = sol.ts[0][-1]
     residual = max_norm(field(t, y, args))
-    finite = jnp.isfinite(residual) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(y)]))
-    blown = (sol.event_mask["diverged"] if sol.event_mask is not None else False) | ~finite
-    status = jnp.where(
-        blown,
-        DIVERGED,
-        jnp.where(residual <= tol, CONVERGED, jnp.where(sol.result == diffrax.RESULTS.max_steps_reached, MAX_STEPS, NOT_STEADY)),
-    )
+    blown = (sol.event_mask["diverged"] if sol.event_mask is not None else False) | ~all_finite((y, residual))
+    hit_max = sol.result == diffrax.RESULTS.max_steps_reached
+    if config.steady:
+        status = jnp.where(residual <= tol, CONVERGED, jnp.where(hit_max, MAX_STEPS, NOT_STEADY))
+    else:  # a fixed budget: reaching t1 is success
+        status = jnp.where(hit_max, MAX_STEPS, CONVERGED)
+    status = jnp.where(blown, DIVERGED, status)
     ts = ys = None
     if save_ts is not None:
         ts, ys = sol.ts[1], sol.ys[1]
     return Equilibrium(y, residual, t, sol.stats["num_steps"], status, ts, ys)
 
 
+def all_finite(tree: PyTree) -> Bool[Array, ""]:
+    """Whether every entry of every inexact leaf of ``tree`` is finite (traceable)."""
+    leaves = [jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(tree) if eqx.is_inexact_array(a)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def is_complex(tree: PyTree) -> bool:
+    """Whether any leaf of ``tree`` is complex."""
+    return any(jnp.iscomplexobj(a) for a in jax.tree.leaves(tree))
+
+
+class _SplitComplex(eqx.Module):
+    re: Array
+    im: Array
+
+
+def _split_complex_leaves(tree: PyTree) -> PyTree:
+    """Complex array leaves as ``(Re, Im)`` pairs: diffrax sees only real arrays (its complex support is partial)."""
+    return jax.tree.map(lambda a: _SplitComplex(jnp.real(a), jnp.imag(a)) if eqx.is_array(a) and jnp.iscomplexobj(a) else a, tree)
+
+
+def _join_complex_leaves(tree: PyTree) -> PyTree:
+    is_split = lambda a: isinstance(a, _SplitComplex)  # noqa: E731
+    return jax.tree.map(lambda a: a.re + 1j * a.im if is_split(a) else a, tree, is_leaf=is_split)
+
+
+def complex_as_real(t, y, args):
+    """A holomorphic field ``f(t, z, inner_args)`` as a real field on ``(Re z, Im z)``; ``args = (f, inner_args)``
+    with the complex leaves of ``inner_args`` split into real pairs.
+
+    diffrax then integrates a real system (its error norms and events need real states); :func:`relax` does the
+    conversion whenever the state or the arguments are complex.
+    """
+    field, inner = args
+    f = field(t, from_real_pair(y), _join_complex_leaves(inner))
+    return jax.tree.map(jnp.real, f), jax.tree.map(jnp.imag, f)
+
+
+def to_real_pair(z: PyTree) -> tuple[PyTree, PyTree]:
+    return jax.tree.map(jnp.real, z), jax.tree.map(jnp.imag, z)
+
+
+def from_real_pair(y: tuple[PyTree, PyTree]) -> PyTree:
+    re, im = y
+    return jax.tree.map(lambda a, b: a + 1j * b, re, im)
+
+
+def _complex_back(eq: Equilibrium) -> Equilibrium:
+    ys = None if eq.ys is None else from_real_pair(eq.ys)
+    return eqx.tree_at(lambda e: (e.state, e.ys), eq, (from_real_pair(eq.state), ys), is_leaf=lambda x: x is None)
+
+
 def relax(
     field: Callable[[Any, PyTree, Any], PyTree],
     y0: PyTree,
     args: Any = None,
+    config: RelaxConfig = DEFAULT,
     *,
-    solver: str | diffrax.AbstractSolver = "tsit5",
-    tol: float = 1e-6,
-    rtol: float = 1e-6,
-    atol: float = 1e-8,
-    t1: float = 1e3,
-    dt0: float | None = None,
-    max_steps: int = 10_000,
-    bound: float = 1e6,
     save_ts: Float[Array, " T"] | None = None,
     name: str = "model",
-    throw: bool = True,
+    **overrides,
 ) -> Equilibrium:
-    """Integrate ``dy/dt = field(t, y, args)`` from ``y0`` at ``t = 0`` until it is steady.
+    """Integrate ``dy/dt = field(t, y, args)`` from ``y0`` at ``t = 0`` until it is steady (see :class:`RelaxConfig`).
 
     Args:
-        field: the vector field ``f(t, y, args)``; for an energy model use :func:`model_flow` with
-            ``args = (model, *data)``, which gives :math:`-\\partial E/\\partial y`.
-        y0: initial state (any PyTree of arrays; batched states are fine).
-        solver: ``"tsit5"`` (adaptive, default), ``"dopri5"``, ``"heun"``, ``"kvaerno5"`` (stiff), or
-            ``"euler"`` with a fixed step ``dt0`` (the discrete-iteration literature's choice); or any
-            diffrax solver.
-        tol: steady state when :math:`\\max|f(t, y)| \\le` ``tol`` (the steady-state event and the verdict).
-            ``tol=0`` with ``throw=False`` integrates to ``t1`` whatever happens (a fixed budget).
-        rtol, atol: local error tolerances of the adaptive controller, in the max-norm over the whole state.
-        t1: latest time; with ``max_steps`` bounds the work. A relaxation that is not steady by then fails.
-        dt0: initial (adaptive) or fixed (Euler) step; Euler defaults to 0.1.
-        bound: the state counts as diverged when :math:`\\max|y|` exceeds it.
+        field: the vector field ``f(t, y, args)``; for a model use :func:`dynlearn.models.equilibrium`.
+        y0: initial state (any PyTree of arrays; batched states are fine). A complex state is integrated as the
+            real system on ``(Re y, Im y)`` (:func:`complex_as_real`) and returned complex.
+        config: a :class:`dynlearn.config.RelaxConfig` (solver, controller or tolerances, ``t1``, budget, polish);
+            ``overrides`` change single fields (``relax(f, y0, args, THEOREM, t1=10.0)``).
         save_ts: times at which to save the trajectory (see :func:`dynlearn.results.trajectory_dataset`).
         name: the model's name, used in error messages.
-        throw: raise :class:`NotConvergedError` / :class:`DivergedError` unless the relaxation converged
-            (inside ``jit``: an equinox runtime error). With ``throw=False`` inspect ``status`` yourself.
 
     Returns:
-        An :class:`Equilibrium` with the state, residual, time reached, step count, status and the
-        optional trajectory.
+        An :class:`Equilibrium`; raises :class:`NotConvergedError` / :class:`DivergedError` unless it converged
+        and ``config.throw`` is false. With ``config.polish`` the state is finished by :func:`polish`.
     """
-    solver = get_solver(solver)
-    if isinstance(solver, diffrax.Euler):
-        controller = diffrax.ConstantStepSize()
-        dt0 = 0.1 if dt0 is None else dt0
-    else:
-        controller = diffrax.PIDController(rtol=rtol, atol=atol, norm=optx.max_norm)
+    config = config.replace(**overrides) if overrides else config
     if save_ts is not None:
         save_ts = jnp.asarray(save_ts)
-    eq = _relax(field, y0, args, solver, controller, t1, dt0, tol, bound, max_steps, save_ts)
-    return raise_for_status(eq, name, tol) if throw else eq
+    if is_complex(y0) or is_complex(eqx.filter(args, eqx.is_array)):
+        split_args = (field, _split_complex_leaves(args))
+        eq = _relax(complex_as_real, to_real_pair(y0), split_args, config, save_ts)
+        if config.polish:
+            eq = _polished(complex_as_real, eq, split_args, config, name)
+        eq = _complex_back(eq)
+    else:
+        eq = _relax(field, y0, args, config, save_ts)
+        if config.polish:
+            eq = _polished(field, eq, args, config, name)
+    return raise_for_status(eq, name, config.tol if not config.polish else config.polish_tol) if config.throw else eq
+
+
+def _polished(field, eq: Equilibrium, args, config: RelaxConfig, name: str) -> Equilibrium:
+    """``eq`` with the Newton-polished state, residual and status (the relaxation's time, steps and trajectory kept)."""
+    p = polish(field, eq, args, tol=config.polish_tol, max_steps=config.polish_max_steps, name=name, throw=False)
+    status = jnp.where(eq.status == DIVERGED, DIVERGED, p.status)
+    return eqx.tree_at(lambda e: (e.state, e.residual, e.status), eq, (p.state, p.residual, status))
 
 
 @eqx.filter_jit

@@ -30,3 +30,7 @@ class UnknownNameError(DynlearnError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class ConfigError(DynlearnError, ValueError):
+    """An argument or configuration value outside its allowed range (the message names it and the range)."""

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
+
+from .errors import UnknownNameError
 
 
 def mse_loss(output: Array, target: Array) -> Float[Array, ""]:
@@ -18,3 +22,13 @@ def cross_entropy_loss(output: Array, target: Array) -> Float[Array, ""]:
 
 
 LOSSES = {"mse": mse_loss, "ce": cross_entropy_loss}
+
+
+def get_loss(name: str | Callable) -> Callable[[Array, Array], Array]:
+    """The loss called ``name`` (``mse`` or ``ce``), or ``name`` itself when it is a callable."""
+    if callable(name):
+        return name
+    try:
+        return LOSSES[name]
+    except (KeyError, TypeError):
+        raise UnknownNameError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)} or pass a callable") from None

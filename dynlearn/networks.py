@@ -1,18 +1,24 @@
-r"""Layered networks as equinox PyTrees.
+r"""Layered networks as equinox PyTrees: a sequence of equinox layers with an activation between them.
 
-A :class:`Network` holds weights :math:`W_l` of shape ``(n_l, n_{l-1})`` and biases :math:`b_l` for
-layers :math:`l = 1..L`, plus the name of its activation :math:`\varphi`. The feedforward pass is
+A :class:`Network` holds layers :math:`f_1..f_L` — :class:`equinox.nn.Linear`, :class:`equinox.nn.Conv2d`, an
+:class:`equinox.nn.Sequential` of pooling, reshaping and a weight layer, or any callable module — and an activation
+:math:`\varphi` (a name from :data:`ACTIVATIONS` or any callable). The feedforward pass is
 
-.. math::  \hat x_0 = x, \qquad \hat x_l = W_l\,\varphi_{l-1}(\hat x_{l-1}) + b_l ,
+.. math::  \hat x_0 = x, \qquad \hat x_l = f_l(\varphi_{l-1}(\hat x_{l-1})),
 
-with :math:`\varphi_0 = \mathrm{id}` (inputs enter the first layer as they are) and
-:math:`\varphi_{l} = \varphi` for hidden layers. The output :math:`\hat x_L` is linear. This is the
-"activation before the weight" convention of Whittington & Bogacz (2017), so the same PyTree is the
-prediction network of predictive coding and the multilayer perceptron that backprop trains.
+with :math:`\varphi_0 = \mathrm{id}` (inputs enter the first layer as they are) and :math:`\varphi_l = \varphi` for
+hidden layers; the output :math:`\hat x_L` is linear. This is the "activation before the weight" convention of
+Whittington & Bogacz (2017), so the same PyTree is the prediction network of predictive coding and the network that
+backprop and the feedback-alignment family train. For an MLP, :math:`f_l(h) = W_l h + b_l` with ``W_l`` of shape
+``(n_l, n_{l-1})`` (:attr:`Network.weights`, :attr:`Network.biases`).
+
+Layers act on one sample; :meth:`Network.apply` maps them over any leading batch axes.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable, Sequence
 
 import equinox as eqx
@@ -21,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .errors import NonFiniteError, ShapeError, UnknownNameError
+from .errors import ConfigError, NonFiniteError, ShapeError, UnknownNameError
 
 
 def _hard_sigmoid(x):
@@ -33,6 +39,10 @@ def _sacramento_softplus(x):
     return 0.1 * jax.nn.softplus(x - 3.0)
 
 
+def _linear(x):
+    return x
+
+
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "tanh": jnp.tanh,
     "logistic": jax.nn.sigmoid,
@@ -42,59 +52,152 @@ ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "silu": jax.nn.silu,
     "hard_sigmoid": _hard_sigmoid,
     "sacramento_softplus": _sacramento_softplus,
-    "linear": lambda x: x,
+    "linear": _linear,
 }
 
 
-def activation(name: str) -> Callable[[Array], Array]:
-    """The activation function called ``name`` (one of :data:`ACTIVATIONS`)."""
+def activation(name: str | Callable[[Array], Array]) -> Callable[[Array], Array]:
+    """The activation called ``name`` (one of :data:`ACTIVATIONS`), or ``name`` itself when it is a callable."""
+    if callable(name):
+        return name
     try:
         return ACTIVATIONS[name]
-    except KeyError:
-        raise UnknownNameError(
-            f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}"
-        ) from None
+    except (KeyError, TypeError):
+        raise UnknownNameError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)} or pass a callable") from None
 
 
-def _matvec(w: Array, x: Array) -> Array:
+def activation_name(act: str | Callable) -> str:
+    """A printable name of an activation (its registered name, or the callable's ``__name__``)."""
+    if isinstance(act, str):
+        return act
+    for k, v in ACTIVATIONS.items():
+        if v is act:
+            return k
+    return getattr(act, "__name__", repr(act))
+
+
+def matvec(w: Array, x: Array) -> Array:
     """``W x`` for a single vector or a batch of row vectors (``x`` of shape (..., n_in))."""
     return jnp.einsum("oi,...i->...o", w, x)
 
 
+def apply_per_sample(fn: Callable[[Array], Array], x: Array, sample_ndim: int) -> Array:
+    """``fn`` (which takes one sample of rank ``sample_ndim``) mapped over every leading axis of ``x``."""
+    lead = x.shape[: x.ndim - sample_ndim]
+    if not lead:
+        return fn(x)
+    out = jax.vmap(fn)(x.reshape((-1,) + x.shape[x.ndim - sample_ndim :]))
+    return out.reshape(lead + out.shape[1:])
+
+
+@functools.lru_cache(maxsize=None)
+def _linear_structure(in_f: int, out_f: int, use_bias: bool):
+    return jax.tree.structure(eqx.nn.Linear(in_f, out_f, use_bias=use_bias, key=jax.random.key(0)))
+
+
+def linear_layer(w: Array, b: Array | None) -> eqx.nn.Linear:
+    """An :class:`equinox.nn.Linear` holding ``w`` (``(out, in)``) and ``b`` (``(out,)`` or ``None``), built without
+    drawing (and discarding) a random initialisation."""
+    out_f, in_f = w.shape
+    return jax.tree.unflatten(_linear_structure(in_f, out_f, b is not None), [w] if b is None else [w, b])
+
+
+def _shapes(layers, in_shape, dtype) -> tuple[tuple[int, ...], ...]:
+    shapes = [tuple(in_shape)]
+    for l, layer in enumerate(layers, start=1):
+        try:
+            out = jax.eval_shape(layer, jax.ShapeDtypeStruct(shapes[-1], dtype))
+        except Exception as e:  # noqa: BLE001 - any failure of a user layer on the previous shape
+            raise ShapeError(f"layer {l} ({type(layer).__name__}) cannot take an input of shape {shapes[-1]}: {e}") from None
+        shapes.append(tuple(out.shape))
+    return tuple(shapes)
+
+
 class Network(eqx.Module):
-    """Weights and biases of a layered network, with a named activation.
+    """A sequence of equinox layers with an activation between them.
 
     Attributes:
-        weights: ``W_1..W_L``; ``W_l`` has shape ``(n_l, n_{l-1})``.
-        biases: ``b_1..b_L``; ``b_l`` has shape ``(n_l,)``.
-        activation: name of :math:`\\varphi` (see :data:`ACTIVATIONS`), static.
+        layers: ``f_1..f_L``, each a callable equinox module on one sample.
+        activation: :math:`\\varphi`, a name from :data:`ACTIVATIONS` or a callable (static).
+        shapes: per-sample state shapes ``(x_0, x_1, ..., x_L)`` (static; inferred from the layers).
     """
 
-    weights: tuple[Float[Array, "out in"], ...]
-    biases: tuple[Float[Array, " out"], ...]
-    activation: str = eqx.field(static=True, default="tanh")
+    layers: tuple[eqx.Module, ...]
+    activation: str | Callable = eqx.field(static=True)
+    shapes: tuple[tuple[int, ...], ...] = eqx.field(static=True)
 
-    def __check_init__(self):
-        if len(self.weights) != len(self.biases) or not self.weights:
+    def __init__(self, layers: Sequence[eqx.Module], activation: str | Callable = "tanh", in_shape: Sequence[int] | None = None, shapes=None):
+        layers = tuple(layers)
+        if not layers:
+            raise ShapeError("a Network needs at least one layer")
+        globals()["activation"](activation)
+        self.layers = layers
+        self.activation = activation
+        if shapes is None:
+            if in_shape is None:
+                first = layers[0]
+                if not isinstance(first, eqx.nn.Linear):
+                    raise ShapeError("give in_shape= (the shape of one input sample) for a network that does not start with a Linear layer")
+                in_shape = (first.in_features,)
+            dtype = next((a.dtype for a in jax.tree.leaves(layers) if eqx.is_inexact_array(a)), jnp.float32)
+            shapes = _shapes(layers, in_shape, dtype)
+        self.shapes = tuple(tuple(s) for s in shapes)
+
+    @classmethod
+    def from_matrices(cls, weights: Sequence[Array], biases: Sequence[Array | None], activation: str | Callable = "tanh") -> Network:
+        """An MLP from weight matrices ``W_l`` (``(n_l, n_{l-1})``) and bias vectors ``b_l``."""
+        weights, biases = tuple(weights), tuple(biases)
+        if len(weights) != len(biases) or not weights:
             raise ShapeError("a Network needs as many bias vectors as weight matrices, and at least one")
-        activation(self.activation)
-        for l, (w, b) in enumerate(zip(self.weights, self.biases), start=1):
-            if w.ndim != 2 or b.shape != (w.shape[0],):
-                raise ShapeError(f"layer {l}: W has shape {w.shape} and b {b.shape}; need (out, in) and (out,)")
-            if l > 1 and w.shape[1] != self.weights[l - 2].shape[0]:
-                raise ShapeError(
-                    f"layer {l}: W takes {w.shape[1]} inputs but layer {l - 1} has {self.weights[l - 2].shape[0]} units"
-                )
+        for l, (w, b) in enumerate(zip(weights, biases), start=1):
+            if w.ndim != 2 or (b is not None and b.shape != (w.shape[0],)):
+                raise ShapeError(f"layer {l}: W has shape {w.shape} and b {None if b is None else b.shape}; need (out, in) and (out,)")
+            if l > 1 and w.shape[1] != weights[l - 2].shape[0]:
+                raise ShapeError(f"layer {l}: W takes {w.shape[1]} inputs but layer {l - 1} has {weights[l - 2].shape[0]} units")
+        shapes = ((weights[0].shape[1],),) + tuple((w.shape[0],) for w in weights)
+        return cls(tuple(linear_layer(w, b) for w, b in zip(weights, biases)), activation, shapes=shapes)
+
+    def with_matrices(self, weights: Sequence[Array], biases: Sequence[Array | None]) -> Network:
+        """The same MLP with new weights and biases (same shapes)."""
+        return Network.from_matrices(weights, biases, self.activation)
+
+    # -- structure ------------------------------------------------------------------------------
+
+    @property
+    def is_mlp(self) -> bool:
+        return all(isinstance(layer, eqx.nn.Linear) for layer in self.layers)
+
+    def _require_mlp(self, what: str) -> None:
+        if not self.is_mlp:
+            raise ShapeError(f"{what} is defined for a network of Linear layers only; this one has {[type(l).__name__ for l in self.layers]}")
+
+    @property
+    def weights(self) -> tuple[Float[Array, "out in"], ...]:
+        """``W_1..W_L`` of an MLP."""
+        self._require_mlp("Network.weights")
+        return tuple(layer.weight for layer in self.layers)
+
+    @property
+    def biases(self) -> tuple[Float[Array, " out"], ...]:
+        """``b_1..b_L`` of an MLP."""
+        self._require_mlp("Network.biases")
+        return tuple(layer.bias for layer in self.layers)
 
     @property
     def sizes(self) -> tuple[int, ...]:
-        """Layer widths ``(n_0, n_1, ..., n_L)``."""
-        return (self.weights[0].shape[1],) + tuple(w.shape[0] for w in self.weights)
+        """Number of units per layer ``(n_0, n_1, ..., n_L)`` (products of the state shapes)."""
+        return tuple(math.prod(s) for s in self.shapes)
 
     @property
     def depth(self) -> int:
-        """Number of weight layers ``L``."""
-        return len(self.weights)
+        """Number of layers ``L``."""
+        return len(self.layers)
+
+    @property
+    def activation_name(self) -> str:
+        return activation_name(self.activation)
+
+    # -- the pass -------------------------------------------------------------------------------
 
     def phi(self, x: Array) -> Array:
         """The hidden activation :math:`\\varphi`."""
@@ -104,33 +207,45 @@ class Network(eqx.Module):
         """:math:`\\varphi_{l-1}(x_{l-1})`: the rate that layer ``l`` receives (identity for ``l = 1``)."""
         return x_prev if l == 1 else self.phi(x_prev)
 
-    def predict_layer(self, l: int, x_prev: Array) -> Array:
-        """Prediction of layer ``l`` (1-based) from the state of layer ``l-1``: ``W_l φ(x_{l-1}) + b_l``."""
-        return _matvec(self.weights[l - 1], self.presynaptic(l, x_prev)) + self.biases[l - 1]
+    def apply(self, l: int, h: Array, layer: eqx.Module | None = None) -> Array:
+        """Layer ``l`` (1-based; or ``layer`` in its place) on ``h``, mapped over any leading batch axes."""
+        layer = self.layers[l - 1] if layer is None else layer
+        if isinstance(layer, eqx.nn.Linear):  # one einsum for any batch shape
+            out = matvec(layer.weight, h)
+            return out if layer.bias is None else out + layer.bias
+        return apply_per_sample(layer, h, len(self.shapes[l - 1]))
 
-    def forward(self, x: Float[Array, "*batch n0"]) -> list[Array]:
+    def predict_layer(self, l: int, x_prev: Array) -> Array:
+        """Prediction of layer ``l`` (1-based) from the state of layer ``l-1``: :math:`f_l(\\varphi_{l-1}(x_{l-1}))`."""
+        return self.apply(l, self.presynaptic(l, x_prev))
+
+    def forward(self, x: Array) -> list[Array]:
         """Feedforward pass: the list ``[x̂_0, x̂_1, ..., x̂_L]``."""
         states = [x]
         for l in range(1, self.depth + 1):
             states.append(self.predict_layer(l, states[-1]))
         return states
 
-    def __call__(self, x: Float[Array, "*batch n0"]) -> Float[Array, "*batch nL"]:
+    def __call__(self, x: Array) -> Array:
         return self.forward(x)[-1]
 
     def validate_inputs(self, x, y=None) -> None:
         """Raise :class:`ShapeError` / :class:`NonFiniteError` for inputs or targets that do not fit.
 
-        Works on concrete arrays only (call it before entering ``jit``); traced values are skipped.
+        NaN checks work on concrete arrays only (call it before entering ``jit``); traced values are skipped.
         """
-        n0, nl = self.sizes[0], self.sizes[-1]
-        if x.shape[-1] != n0:
-            raise ShapeError(f"inputs have {x.shape[-1]} features (shape {x.shape}) but the network takes {n0}")
+        in_shape, out_shape = self.shapes[0], self.shapes[-1]
+        if getattr(x, "ndim", None) is None:
+            raise ShapeError(f"inputs must be an array of shape (batch, {', '.join(map(str, in_shape))}), got {type(x).__name__}")
+        if tuple(x.shape[x.ndim - len(in_shape) :]) != in_shape or x.ndim < len(in_shape):
+            if len(in_shape) == 1 and x.ndim >= 1:
+                raise ShapeError(f"inputs have {x.shape[-1]} features (shape {x.shape}) but the network takes {in_shape[0]}")
+            raise ShapeError(f"inputs have shape {x.shape} but the network takes samples of shape {in_shape}")
         if y is not None:
-            if y.shape[-1] != nl:
-                raise ShapeError(f"targets have {y.shape[-1]} units (shape {y.shape}) but the network outputs {nl}")
-            if y.shape[:-1] != x.shape[:-1]:
-                raise ShapeError(f"{x.shape[:-1]} input samples but {y.shape[:-1]} targets")
+            if tuple(y.shape[y.ndim - len(out_shape) :]) != out_shape or y.ndim < len(out_shape):
+                raise ShapeError(f"targets have {y.shape[-1]} units (shape {y.shape}) but the network outputs {out_shape}")
+            if y.shape[: y.ndim - len(out_shape)] != x.shape[: x.ndim - len(in_shape)]:
+                raise ShapeError(f"{x.shape[: x.ndim - len(in_shape)]} input samples but {y.shape[: y.ndim - len(out_shape)]} targets")
         for name, a in (("inputs", x), ("targets", y)):
             if a is None or isinstance(a, jax.core.Tracer):
                 continue
@@ -138,25 +253,36 @@ class Network(eqx.Module):
                 raise NonFiniteError(f"{name} contain NaN or inf")
 
 
+_SCHEMES = ("xavier", "lecun", "uniform", "orthogonal")
+
+
 def init_network(
     sizes: Sequence[int],
     *,
     key: PRNGKeyArray,
-    activation: str = "tanh",
+    activation: str | Callable = "tanh",
     scheme: str = "xavier",
     gain: float = 1.0,
     bias_scale: float = 0.0,
     dtype=jnp.float32,
 ) -> Network:
-    """A network with layer widths ``sizes = (n_0, ..., n_L)``.
+    """An MLP with layer widths ``sizes = (n_0, ..., n_L)``.
 
     Schemes: ``"xavier"`` (normal, variance ``2 gain²/(n_in + n_out)``), ``"lecun"`` (variance
     ``gain²/n_in``), ``"uniform"`` (U(−gain, gain), the microcircuit papers' choice) and
     ``"orthogonal"`` (scaled orthogonal). Biases are N(0, bias_scale²).
     """
-    sizes = tuple(int(s) for s in sizes)
+    try:
+        sizes = tuple(int(s) for s in sizes)
+    except (TypeError, ValueError):
+        raise ShapeError(f"sizes must be a sequence of positive integers, got {sizes!r}") from None
     if len(sizes) < 2 or any(s <= 0 for s in sizes):
         raise ShapeError(f"sizes must list at least two positive layer widths, got {sizes}")
+    if scheme not in _SCHEMES:
+        raise UnknownNameError(f"unknown init scheme {scheme!r}; choose one of {', '.join(_SCHEMES)}")
+    for name, v in (("gain", gain), ("bias_scale", bias_scale)):
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            raise ConfigError(f"init_network: {name} must be a finite number >= 0, got {v!r}")
     keys = jax.random.split(key, 2 * (len(sizes) - 1))
     weights, biases = [], []
     for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -168,10 +294,32 @@ def init_network(
             w = gain / jnp.sqrt(n_in) * jax.random.normal(kw, shape, dtype)
         elif scheme == "uniform":
             w = jax.random.uniform(kw, shape, dtype, -gain, gain)
-        elif scheme == "orthogonal":
-            w = gain * jax.nn.initializers.orthogonal()(kw, shape, dtype)
         else:
-            raise UnknownNameError(f"unknown init scheme {scheme!r}; choose xavier, lecun, uniform or orthogonal")
+            w = gain * jax.nn.initializers.orthogonal()(kw, shape, dtype)
         weights.append(w)
         biases.append(bias_scale * jax.random.normal(kb, (n_out,), dtype))
-    return Network(tuple(weights), tuple(biases), activation)
+    return Network.from_matrices(weights, biases, activation)
+
+
+def lenet5(*, key: PRNGKeyArray, in_shape: Sequence[int] = (1, 28, 28), n_out: int = 10, activation: str | Callable = "tanh", pool: str = "max", dtype=jnp.float32) -> Network:
+    """LeNet-5 (LeCun et al. 1998) as five layers: conv 5x5 (6, padded), [pool, conv 5x5 (16)], [pool, flatten, 120],
+    84, ``n_out``; ``activation`` between them (pooling follows it, as in the BioTorch benchmarks)."""
+    in_shape = tuple(int(s) for s in in_shape)
+    if len(in_shape) != 3:
+        raise ShapeError(f"lenet5 takes images of shape (channels, height, width), got in_shape={in_shape}")
+    pool_cls = {"max": eqx.nn.MaxPool2d, "avg": eqx.nn.AvgPool2d}.get(pool)
+    if pool_cls is None:
+        raise UnknownNameError(f"unknown pooling {pool!r}; choose max or avg")
+    k = jax.random.split(key, 5)
+    c, h, w = in_shape
+    conv1 = eqx.nn.Conv2d(c, 6, 5, padding=2, key=k[0], dtype=dtype)
+    conv2 = eqx.nn.Conv2d(6, 16, 5, key=k[1], dtype=dtype)
+    flat = 16 * (((h // 2) - 4) // 2) * (((w // 2) - 4) // 2)
+    layers = (
+        conv1,
+        eqx.nn.Sequential([pool_cls(2, 2), conv2]),
+        eqx.nn.Sequential([pool_cls(2, 2), eqx.nn.Lambda(jnp.ravel), eqx.nn.Linear(flat, 120, key=k[2], dtype=dtype)]),
+        eqx.nn.Linear(120, 84, key=k[3], dtype=dtype),
+        eqx.nn.Linear(84, n_out, key=k[4], dtype=dtype),
+    )
+    return Network(layers, activation, in_shape=in_shape)

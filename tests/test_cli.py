@@ -67,6 +67,9 @@ def test_train_pc_and_bp(tmp_path):
         (["train"], "give --model"),
         (["train", "--model", "pc", "--hidden", "12,x"], "--hidden must be"),
         (["train", "--model", "pc", "--data", "cifar"], "unknown data set 'cifar'"),
+        (["train", "--rule", "bp", "--optimizer", "adamm"], "unknown optimizer 'adamm'"),
+        (["train", "--rule", "bp", "--lr", "0"], "lr must be a finite learning rate > 0"),
+        (["train", "--rule", "bp", "--lr", "-1e-3"], "lr must be a finite learning rate > 0"),
     ],
 )
 def test_train_bad_arguments(args, message, tmp_path):
@@ -74,3 +77,15 @@ def test_train_bad_arguments(args, message, tmp_path):
     assert r.exit_code == 2
     assert message in r.output
     assert not any(tmp_path.iterdir())  # nothing half-written
+
+
+def test_train_any_registered_rule_with_named_optimizer(tmp_path):
+    r = runner.invoke(app, ["train", "--rule", "drtp", "--optimizer", "adamw", "--lr", "1e-2", "--epochs", "1", "--hidden", "16",
+                            "--no-compare-bp", "--out", str(tmp_path), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "drtp" in r.output and (tmp_path / "drtp" / "history.nc").exists()
+
+
+def test_docs_needs_the_json(tmp_path):
+    r = runner.invoke(app, ["docs", "--json", str(tmp_path / "missing.json")])
+    assert r.exit_code == 2 and "does not exist" in r.output

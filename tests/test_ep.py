@@ -1,5 +1,6 @@
 """Equilibrium propagation: theorem checks (and their must-fail twins), estimators, errors, learner."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,11 +9,13 @@ import pytest
 from dynlearn import NonFiniteError, NotConvergedError, ShapeError, init_network
 from dynlearn.analysis import implicit_gradient, relative_error
 from dynlearn.analysis import implicit as implicit_mod
-from dynlearn.models import get_learner
+from dynlearn.config import DEFAULT
+from dynlearn.models import Data
 from dynlearn.models.ep import HopfieldEP, ep_gradient, free_phase, nudge_points
-from dynlearn.networks import _matvec
+from dynlearn.networks import matvec
+from dynlearn.rules import get_learner, learner_names
 from dynlearn.theorems import checks, run_check
-from dynlearn.theorems.ep import NonGradientRNN, ep_loss, ep_problem
+from dynlearn.theorems.ep import EP_POLISHED, NonGradientRNN, ep_problem
 
 EP_CHECKS = [
     "ep_energy_descent",
@@ -33,16 +36,16 @@ class NoRhoPrimeEP(HopfieldEP):
     """Classic mistake: ds_l/dt = W_l rho(s_{l-1}) + b_l + W_{l+1}^T rho(s_{l+1}) - s_l, i.e. the rho'(s_l)
     factor of -dE/ds dropped. Not a gradient flow of F any more."""
 
-    def vector_field(self, t, state, x, y=None, beta=0.0):
+    def vector_field(self, t, state, data):
         net = self.network
-        r = self.rates(state, x)
+        r = self.rates(state, data.x)
         out = []
         for l in range(1, net.depth + 1):
-            drive = _matvec(net.weights[l - 1], r[l - 1]) + net.biases[l - 1]
+            drive = matvec(net.weights[l - 1], r[l - 1]) + net.biases[l - 1]
             if l < net.depth:
-                drive = drive + _matvec(net.weights[l].T, r[l + 1])
-            if l == net.depth and y is not None:
-                drive = drive + beta * (y - state[-1])
+                drive = drive + matvec(net.weights[l].T, r[l + 1])
+            if l == net.depth and data.y is not None:
+                drive = drive + data.nudge * (data.y - state[-1])
             out.append(drive - state[l - 1])
         return tuple(out)
 
@@ -54,16 +57,16 @@ class NonHolomorphicEP(HopfieldEP):
         return self.network.phi(jnp.conj(s))
 
 
-def transpose_free_implicit(model, state, *data, loss, **kw):
+def transpose_free_implicit(model, state, data, *, loss, **kw):
     """A wrong implicit gradient: solves A v = dL/ds instead of A^T v = dL/ds."""
     import lineax as lx
 
     target = model.network
 
     def field(s, params):
-        return implicit_mod._with_params(model, params).vector_field(0.0, s, *data)
+        return implicit_mod._with_params(model, params).vector_field(0.0, s, data)
 
-    dlds = jax.grad(lambda s: loss(s, *data))(state)
+    dlds = jax.grad(lambda s: loss(s, data))(state)
     op = lx.JacobianLinearOperator(lambda s, args: field(s, target), state)
     v = lx.linear_solve(op, dlds, solver=lx.LU()).value
     _, vjp = jax.vjp(lambda p: field(state, p), target)
@@ -169,32 +172,35 @@ def test_unified_limit_fails_for_broken_ep():
 @pytest.fixture(scope="module")
 def problem():
     model, x, y = ep_problem()
-    free = free_phase(model, x, y, polish=True, tol=1e-9, rtol=1e-10, atol=1e-12)
+    free = free_phase(model, Data(x, y), EP_POLISHED)
     return model, x, y, free
 
 
-def test_rules_agree_with_implicit_gradient(problem):
+def test_estimators_agree_with_implicit_gradient(problem):
+    """ep_gradient is a loss gradient (descent sign): each estimator is close to the implicit dJ/dθ."""
     model, x, y, free = problem
-    g = implicit_gradient(model, free.state, x, y, 0.0, loss=ep_loss)
-    opts = dict(free_state=free.state, polish=True, tol=1e-9, rtol=1e-10, atol=1e-12)
-    e1 = relative_error(ep_gradient(model, x, y, rule="one_sided", beta=1e-3, **opts)[0], g)
-    e2 = relative_error(ep_gradient(model, x, y, rule="symmetric", beta=3e-3, **opts)[0], g)
-    assert e1 < 3e-3 and e2 < 1e-4
+    data = Data(x, y)
+    g = implicit_gradient(model, free.state, data, loss=model.cost)
+    opts = dict(free_state=free.state, config=EP_POLISHED)
+    e1 = relative_error(ep_gradient(model, data, estimator="one_sided", nudge=1e-3, **opts)[0], g)
+    e2 = relative_error(ep_gradient(model, data, estimator="symmetric", nudge=3e-3, **opts)[0], g)
+    e3 = relative_error(ep_gradient(model, Data(x, y, 0.05), estimator="holomorphic", n_points=12, **opts)[0], g)  # nudge from data
+    assert e1 < 3e-3 and e2 < 1e-4 and e3 < 1e-7
 
 
-def test_beta_zero_and_bad_rules_raise():
+def test_zero_nudge_and_bad_estimators_raise():
     with pytest.raises(ValueError, match="nonzero"):
         nudge_points("one_sided", 0.0)
     with pytest.raises(ValueError, match="nonzero"):
         nudge_points("symmetric", float("nan"))
-    with pytest.raises(ValueError, match="unknown EP rule"):
+    with pytest.raises(ValueError, match="unknown EP estimator"):
         nudge_points("two_sided", 0.1)
     with pytest.raises(ValueError, match="n_points"):
         nudge_points("holomorphic", 0.1, 1)
-    with pytest.raises(ValueError, match="unknown EP rule"):
-        get_learner("ep", rule="centred")
+    with pytest.raises(ValueError, match="unknown EP estimator"):
+        get_learner("ep", estimator="centred")
     with pytest.raises(ValueError, match="holomorphic activation"):
-        get_learner("ep", rule="holomorphic", activation="hard_sigmoid")
+        get_learner("ep", estimator="holomorphic", activation="hard_sigmoid")
     with pytest.raises(ValueError, match="bounded"):
         HopfieldEP(init_network((2, 3, 1), key=jax.random.key(0), activation="relu"))
 
@@ -202,17 +208,19 @@ def test_beta_zero_and_bad_rules_raise():
 def test_bad_inputs_raise(problem):
     model, x, y, free = problem
     with pytest.raises(ShapeError):
-        ep_gradient(model, x[:, :3], y)
+        ep_gradient(model, Data(x[:, :3], y), nudge=0.1)
     with pytest.raises(NonFiniteError):
-        ep_gradient(model, x.at[0, 0].set(jnp.nan), y)
+        ep_gradient(model, Data(x.at[0, 0].set(jnp.nan), y), nudge=0.1)
+    with pytest.raises(ValueError, match="nonzero"):
+        ep_gradient(model, Data(x, y))  # no nudge given, and data.nudge = 0
 
 
 def test_unconverged_phase_raises(problem):
     model, x, y, _ = problem
     with pytest.raises(NotConvergedError):
-        ep_gradient(model, x, y, rule="one_sided", beta=0.1, t1=0.5)
+        ep_gradient(model, Data(x, y), estimator="one_sided", nudge=0.1, config=DEFAULT.replace(t1=0.5))
     with pytest.raises(NotConvergedError, match="not an equilibrium"):
-        implicit_gradient(model, model.init_state(x), x, y, 0.0, loss=ep_loss)
+        implicit_gradient(model, model.init_state(Data(x)), Data(x, y), loss=model.cost)
 
 
 def test_non_contracting_network_raises():
@@ -220,27 +228,36 @@ def test_non_contracting_network_raises():
     net = init_network((3, 6, 2), key=jax.random.key(0), activation="tanh", gain=6.0, dtype=jnp.float64)
     model = HopfieldEP(net)
     x, y = jnp.zeros((1, 3)), jnp.ones((1, 2))
-    free = free_phase(model, x, y)
+    free = free_phase(model, Data(x, y))
     assert float(free.residual) == 0.0
     with pytest.raises(NotConvergedError, match="not contracting"):
-        ep_gradient(model, x, y, rule="symmetric", beta=0.1, check_stability=True)
+        ep_gradient(model, Data(x, y), estimator="symmetric", nudge=0.1, check_stability=True)
     with pytest.raises(NotConvergedError, match="not linearly stable"):
-        implicit_gradient(model, free.state, x, y, 0.0, loss=ep_loss)
+        implicit_gradient(model, free.state, Data(x, y, 0.0), loss=model.cost)
+
+
+def test_learners_registered():
+    assert {"ep", "ep/one_sided", "ep/symmetric", "ep/holomorphic"} <= set(learner_names())
+    learner = get_learner("ep/holomorphic")
+    assert learner.rule.estimator == "holomorphic" and learner.rule.nudge == 0.05
 
 
 def test_learner_update_is_a_descent_direction():
     from dynlearn.learning import make_optimizer, make_step
 
-    learner = get_learner("ep", rule="symmetric", beta=0.2)
+    learner = get_learner("ep", estimator="symmetric", nudge=0.2)
     assert learner.name == "ep/symmetric"
-    params = learner.init(jax.random.key(0), (4, 8, 3))
+    key = jax.random.key(0)
+    params = learner.init(key, init_network((4, 8, 3), key=key, activation="tanh"))
+    rule_state = learner.rule.init(key, params)
     x = jax.random.uniform(jax.random.key(1), (8, 4))
     y = jax.nn.one_hot(jnp.arange(8) % 3, 3)
-    step = make_step(learner, make_optimizer("sgd", 0.05))
-    opt_state = make_optimizer("sgd", 0.05).init(params)
+    opt = make_optimizer("sgd", 0.05)
+    step = make_step(learner, opt)
+    opt_state = opt.init(eqx.filter(params, eqx.is_inexact_array))
     losses = []
-    for _ in range(5):
-        params, opt_state, metrics = step(params, opt_state, x, y)
+    for i in range(5):
+        params, rule_state, opt_state, metrics = step(params, rule_state, opt_state, x, y, jax.random.fold_in(key, i))
         losses.append(float(metrics["loss"]))
     assert losses[-1] < losses[0]
 
@@ -255,7 +272,7 @@ def test_digits_symmetric_ep_close_to_bp():
 
     data = load_digits()
     _, hist_bp = train(get_learner("bp"), data, hidden=(32,), epochs=30, batch_size=32, lr=3e-3, progress=False)
-    _, hist_ep = train(get_learner("ep", rule="symmetric"), data, hidden=(32,), epochs=30, batch_size=32, lr=3e-3, progress=False)
+    _, hist_ep = train(get_learner("ep/symmetric"), data, hidden=(32,), epochs=30, batch_size=32, lr=3e-3, progress=False)
     acc_bp = float(hist_bp.test_accuracy[-1])
     acc_ep = float(hist_ep.test_accuracy[-1])
     assert acc_ep >= acc_bp - 0.02, (acc_ep, acc_bp)

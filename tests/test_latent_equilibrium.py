@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dynlearn.dynamics import model_flow
+from dynlearn.models import Data
 from dynlearn.models.latent_equilibrium import LayeredLE, StepInput, prospective
 from dynlearn.networks import init_network
 from dynlearn.theorems import run_check
@@ -14,8 +15,8 @@ from dynlearn.theorems import run_check
 class HalfProspective(LayeredLE):
     """Prospective potential with tau/2 instead of tau: still faster than standard, but not instantaneous."""
 
-    def vector_field(self, t, state, x):
-        rate_source = x(t) if callable(x) else x
+    def vector_field(self, t, state, data):
+        rate_source = data.inputs(t)
         out = []
         for l, u in enumerate(state, start=1):
             du = (self.network.predict_layer(l, rate_source) - u) / self.tau
@@ -23,8 +24,8 @@ class HalfProspective(LayeredLE):
             rate_source = u + self.prospective * 0.5 * self.tau * du
         return tuple(out)
 
-    def readout(self, t, state, x):
-        du = self.vector_field(t, state, x)[-1]
+    def readout(self, t, state, data):
+        du = self.vector_field(t, state, data)[-1]
         return state[-1] + self.prospective * 0.5 * self.tau * du
 
 
@@ -66,19 +67,22 @@ def test_prospective_state_equals_feedforward_pass_anywhere():
     model = LayeredLE(net, 2.5)
     x = jnp.array([0.2, -0.4, 0.9])
     state = tuple(jax.random.normal(jax.random.key(i), (n,)) for i, n in enumerate((7, 7, 2)))
-    hat = model.prospective_state(0.0, state, x)
+    hat = model.prospective_state(0.0, state, Data(x))
     for a, b in zip(hat, net.forward(x)[1:]):
         np.testing.assert_allclose(a, b, atol=1e-13)
     # the generic helper through model_flow gives the same
-    hat2 = prospective(model_flow, 0.0, state, (model, x), 2.5)
+    hat2 = prospective(model_flow, 0.0, state, (model, Data(x)), 2.5)
     for a, b in zip(hat, hat2):
         np.testing.assert_allclose(a, b, atol=1e-15)
 
 
 def test_step_input():
     inp = StepInput(jnp.zeros(2), jnp.ones(2), 1.0)
-    np.testing.assert_array_equal(inp(0.5), jnp.zeros(2))
-    np.testing.assert_array_equal(inp(1.0), jnp.ones(2))
+    np.testing.assert_array_equal(inp.input(0.5), jnp.zeros(2))
+    np.testing.assert_array_equal(inp.input(1.0), jnp.ones(2))
+    data = Data(None, stream=inp)
+    np.testing.assert_array_equal(data.inputs(1.5), jnp.ones(2))
+    assert data.target(1.5) is None
 
 
 def test_bad_tau():
@@ -89,7 +93,7 @@ def test_bad_tau():
 
 
 def test_bars_dataset():
-    from dynlearn.figures.microcircuit import bars_dataset
+    from dynlearn.experiments.bars import bars_dataset
 
     x, labels, targets = bars_dataset()
     assert x.shape == (8, 9) and targets.shape == (8, 3)
@@ -102,7 +106,7 @@ def test_bars_dataset():
 def test_bars_le_learns_at_short_presentation_times():
     """Haider et al. (2021): with LE the microcircuit learns the bars at T_pres ~ tau_eff; without LE it does not,
     and it improves only as T_pres grows well beyond tau_eff."""
-    from dynlearn.figures.microcircuit import bars_experiment
+    from dynlearn.experiments.bars import bars_experiment
 
     ds = bars_experiment(quick=True, seed=0)
     final = ds.isel(epoch=-1).mean("seed")

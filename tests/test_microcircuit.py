@@ -10,7 +10,7 @@ import pytest
 
 from dynlearn.analysis import cosine_similarity
 from dynlearn.errors import ShapeError, UnknownNameError
-from dynlearn.models import get_learner
+from dynlearn.models import Data
 from dynlearn.models.microcircuit import (
     Microcircuit,
     MicrocircuitParams,
@@ -19,8 +19,9 @@ from dynlearn.models.microcircuit import (
     preset,
     simulate_learning,
 )
+from dynlearn.rules import get_learner
 from dynlearn.theorems import run_check
-from dynlearn.theorems.microcircuit import relax_microcircuit
+from dynlearn.theorems.microcircuit import free_data, relax
 
 SIZES = (4, 6, 5, 3)
 
@@ -56,8 +57,8 @@ class DoubledApical(Microcircuit):
 class AntiApicalPlasticity(Plasticity):
     """Interneuron-to-pyramid rule with the wrong sign (drives v_A away from 0)."""
 
-    def scale(self, rule):
-        out = super().scale(rule)
+    def scale(self, terms):
+        out = super().scale(terms)
         return {**out, "w_pi": tuple(-w for w in out["w_pi"])}
 
 
@@ -117,16 +118,22 @@ def test_bp_alignment_fails_with_flipped_apical():
 def test_fa_is_not_bp():
     """With random top-down the microcircuit follows FA, which is measurably different from BP."""
     from dynlearn.analysis import bp_gradient, cosine_similarity
-    from dynlearn.theorems.microcircuit import fa_update
+    from dynlearn.theorems.microcircuit import fa_gradient
 
     m = Microcircuit.create(SIZES, key=jax.random.key(3), params=preset("bern").with_feedback(0.01).as_arrays(), top_down="random")
     x = jax.random.uniform(jax.random.key(4), (6, SIZES[0]), minval=-1, maxval=1)
     y = jax.random.normal(jax.random.key(5), (6, SIZES[-1]))
     net = m.effective_network()
-    fa = fa_update(net, m.top_down, x, y)
-    bp = [-g for g in bp_gradient(net, x, y).weights]
+    fa = fa_gradient(net, m.top_down, x, y)
+    bp = bp_gradient(net, x, y).weights
     assert float(cosine_similarity(fa[0], bp[0])) < 0.9
     assert float(cosine_similarity(fa[-1], bp[-1])) > 1 - 1e-12  # output layer: both are the delta rule
+    # the FA backward pass is delta_k = phi'(x_k) * B_k delta_{k+1}, in descent sign
+    xs = net.forward(x)
+    delta = xs[-1] - y
+    for k in range(net.depth - 1, 0, -1):
+        delta = jax.vmap(jax.grad(lambda v: jnp.sum(net.phi(v))))(xs[k]) * (delta @ m.top_down[k - 1].T)
+    np.testing.assert_allclose(fa[0], jnp.einsum("bo,bi->oi", delta, x), rtol=1e-10, atol=1e-14)
 
 
 def test_apical_error_passes(apical_error):
@@ -165,7 +172,8 @@ def small():
 
 def test_free_sps_steady_state_is_effective_network(small):
     m, x, _ = small
-    eq = relax_microcircuit(m, x, state0=jax.tree.map(jnp.zeros_like, m.init_state(x)))
+    data = free_data(m, x)
+    eq = relax(m, data, state0=jax.tree.map(jnp.zeros_like, m.init_state(data)))
     ff = m.effective_network().forward(x)[1:]
     for a, b in zip(eq.state[0], ff):
         np.testing.assert_allclose(a, b, atol=1e-10)
@@ -173,8 +181,8 @@ def test_free_sps_steady_state_is_effective_network(small):
     for ui, up in zip(eq.state[1], eq.state[0][1:]):
         np.testing.assert_allclose(ui, up, atol=1e-10)
     # no plasticity in the free SPS: every dendritic prediction is exact
-    rule = m.plasticity(eq.state, x, 0.0, None, 0.0)
-    assert max(float(jnp.max(jnp.abs(w))) for w in jax.tree.leaves((rule.weights, rule.w_ip, rule.w_pi))) < 1e-9
+    terms = m.plasticity(0.0, eq.state, Data(x))
+    assert max(float(jnp.max(jnp.abs(w))) for w in jax.tree.leaves((terms.weights, terms.w_ip, terms.w_pi))) < 1e-9
 
 
 def test_two_step_matches_ode(small):
@@ -183,51 +191,52 @@ def test_two_step_matches_ode(small):
     errs = []
     for lam in (0.2, 0.05):
         mm = eqx.tree_at(lambda q: q.params, m, m.params.with_feedback(jnp.asarray(lam))).self_predicting()
-        eq = relax_microcircuit(mm, x, y, 1.0)
-        ts = mm.two_step(x, y, 1.0)
+        eq = relax(mm, Data(x, y, 1.0))
+        ts = mm.two_step(Data(x, y, 1.0))
         free = mm.effective_network().forward(x)[1:]
         errs.append(max(float(jnp.linalg.norm(a - b) / jnp.linalg.norm(a - f)) for a, b, f in zip(eq.state[0], ts[0], free)))
     assert errs[1] < errs[0] / 2
     assert errs[1] < 0.02
-    free2 = m.two_step(x, None, 0.0)
+    free2 = m.two_step(Data(x))
     for a, b in zip(free2[0], m.effective_network().forward(x)[1:]):
         np.testing.assert_allclose(a, b, atol=1e-12)
 
 
 def test_output_rule_is_delta_rule(small):
-    """dW_N = (phi(u_N) - phi(g_B/(g_lk+g_B) v_B)) r^T = lambda_N (u_trgt - u^-_N) r^T exactly (linear output)."""
+    """dW_N = (phi(u_N) - phi(g_B/(g_lk+g_B) v_B)) r^T = lambda_N (u_trgt - u^-_N) r^T exactly (linear output);
+    plasticity() returns its negative (descent sign)."""
     m, x, y = small
-    eq = relax_microcircuit(m, x, y, 1.0)
-    rule = m.plasticity(eq.state, x, 0.0, y, 1.0)
+    eq = relax(m, Data(x, y, 1.0))
+    terms = m.plasticity(0.0, eq.state, Data(x, y, 1.0))
     p = m.params
     r = m.phi(m.depth - 1, eq.state[0][-2])
     vb = r @ m.weights[-1].T + m.biases[-1]
     lam_n = p.g_som / (p.g_out_free + p.g_som)
     expected = jnp.einsum("bo,bi->oi", lam_n * (y - p.attenuation(True) * vb), r)
-    np.testing.assert_allclose(rule.weights[-1], expected, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(-terms.weights[-1], expected, rtol=1e-9, atol=1e-12)
 
 
 def test_noise_sde_runs_and_is_reproducible(small):
     m, x, _ = small
     noisy = eqx.tree_at(lambda q: q.params.sigma, m, jnp.asarray(0.05))
-    stream = PatternStream(x, None, 10.0)
+    stream = Data(None, None, 0.0, PatternStream(x, None, 10.0))
     plast = Plasticity(eta_ip=0.01, eta_pi=0.01)
-    kw = dict(t1=20.0, dt=0.5, nudge=0.0, key=jax.random.key(7))
+    kw = dict(t1=20.0, dt=0.5, key=jax.random.key(7))
     a, _ = simulate_learning(noisy, plast, stream, **kw)
     b, _ = simulate_learning(noisy, plast, stream, **kw)
     c, _ = simulate_learning(noisy, plast, stream, **{**kw, "key": jax.random.key(8)})
     np.testing.assert_array_equal(a.w_pi[0], b.w_pi[0])
     assert float(jnp.max(jnp.abs(a.w_pi[0] - c.w_pi[0]))) > 0
     with pytest.raises(ValueError, match="PRNG key"):
-        simulate_learning(noisy, plast, stream, t1=20.0, dt=0.5, nudge=0.0)
+        simulate_learning(noisy, plast, stream, t1=20.0, dt=0.5)
 
 
 def test_prospective_microcircuit_tracks_equilibrium(small):
     """With LE rates the output rate at t = 0+ already equals the steady state for the new input."""
     m, x, y = small
     le = Microcircuit.create(SIZES, key=jax.random.key(0), params=preset("bern").as_arrays(), prospective=True, le_iterations=40)
-    state = jax.tree.map(jnp.zeros_like, le.init_state(x))  # far from equilibrium
-    hat = le.prospective_potentials(0.0, state, x, None, 0.0)
+    state = jax.tree.map(jnp.zeros_like, le.init_state(Data(x)))  # far from equilibrium
+    hat = le.prospective_potentials(0.0, state, Data(x))
     ff = le.effective_network().forward(x)[1:]
     for a, b in zip(hat[0], ff):
         np.testing.assert_allclose(a, b, atol=1e-12)
@@ -265,7 +274,9 @@ def test_bad_shapes():
     with pytest.raises(ShapeError, match="sizes"):
         Microcircuit.create((4,), key=jax.random.key(0))
     with pytest.raises(ShapeError, match="features"):
-        m.validate_inputs(jnp.zeros((2, 5)))
+        m.validate(Data(jnp.zeros((2, 5))))
+    with pytest.raises(ShapeError, match="targets"):
+        m.validate(Data(None, None, 1.0, PatternStream(jnp.zeros((2, 4)), jnp.zeros((2, 4)), 1.0)))
     with pytest.raises(ValueError, match="top_down"):
         Microcircuit.create(SIZES, key=jax.random.key(0), top_down="mirror")
 
@@ -290,7 +301,7 @@ def test_unsafe_brownian_noise_has_the_ou_variance():
     x = jnp.array([[0.3, -0.2]])
     mean = m.effective_network()(x)
     ts = jnp.arange(1000.0, t1, 5.0)
-    _, traj = simulate_learning(m, Plasticity(), x, t1=t1, dt=dt, nudge=0.0, ts=ts, key=jax.random.key(1), save_fn=lambda t, y, a: y[0][0][-1])
+    _, traj = simulate_learning(m, Plasticity(), Data(x), t1=t1, dt=dt, ts=ts, key=jax.random.key(1), save_fn=lambda t, y, a: y[0][0][-1])
     g = float(m.params.g_out_free)
     expected = sigma**2 * dt / (1 - (1 - g * dt) ** 2)
     u = np.asarray(traj.ys).reshape(len(ts), -1)
@@ -313,9 +324,10 @@ def test_transpose_top_down_follows_w_with_fixed_norm(small):
             assert float(cosine_similarity(tied.top_down[k], w["weights"][k + 1].T)) > 1 - 1e-12
     for a, b in zip(with_weights(m, w, jnp.asarray(0.0)).top_down, m.top_down):
         np.testing.assert_array_equal(a, b)
-    neurons = m.init_state(x)
-    dn = learning_field(0.0, (neurons, w, None), (m, Plasticity(eta_fw=0.1, transpose_top_down=jnp.asarray(1.0)), x, y, 1.0))[0]
-    expected = with_weights(m, w, True).vector_field(0.0, neurons, x, y, 1.0)
+    data = Data(x, y, 1.0)
+    neurons = m.init_state(data)
+    dn = learning_field(0.0, (neurons, w, None), (m, Plasticity(eta_fw=0.1, transpose_top_down=jnp.asarray(1.0)), data))[0]
+    expected = with_weights(m, w, True).vector_field(0.0, neurons, data)
     for a, b in zip(jax.tree.leaves(dn), jax.tree.leaves(expected)):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
@@ -324,7 +336,7 @@ def test_transpose_top_down_follows_w_with_fixed_norm(small):
 def test_teacher_student_microcircuit_beats_shallow():
     """Sacramento et al. (2018) §3.2: the microcircuit (all plasticity on, continuous time, LE rates) beats a learner
     of the output weights only, with fixed random top-down (FA) and with top-down along W^T."""
-    from dynlearn.figures.microcircuit import teacher_student_experiment
+    from dynlearn.experiments.teacher_student import teacher_student_experiment
 
     ds = teacher_student_experiment(quick=True, n_patterns=4000, seed=0)
     final = ds.test_mse.isel(time=-1)
@@ -333,3 +345,24 @@ def test_teacher_student_microcircuit_beats_shallow():
     assert np.all(fa < shallow) and np.all(wt < shallow)
     assert fa.mean() < 0.8 * shallow.mean() and wt.mean() < 0.8 * shallow.mean()
     assert fa.mean() < 0.8 * ds.attrs["mse_of_mean_predictor"]
+
+
+def test_learner_update_is_descent_sign_on_the_trained_fields(small):
+    """The learner's rule returns the plasticity terms (descent sign) for the forward (and lateral) weights only."""
+    from dynlearn.analysis import bp_gradient
+    from dynlearn.models.microcircuit import DendriticPrediction
+
+    m, x, y = small
+    nudged = Data(x, y, 1.0)
+    terms = m.plasticity(0.0, m.two_step(nudged), nudged)
+    for learn_lateral in (False, True):
+        grads, state, metrics = DendriticPrediction("two_step", learn_lateral).update(m, (), Data(x, y), jax.random.key(0))
+        assert state == () and set(metrics) == {"loss", "apical_sq"}
+        for field in ("weights", "biases") + (("w_ip", "b_ip") if learn_lateral else ()):
+            for a, b in zip(getattr(grads, field), getattr(terms, field)):
+                np.testing.assert_array_equal(a, b)
+        for field in ("top_down", "w_pi") + (() if learn_lateral else ("w_ip", "b_ip")):
+            assert all(float(jnp.max(jnp.abs(a))) == 0.0 for a in getattr(grads, field))
+    # descent sign: the output update points along the loss gradient of the effective network
+    ref = bp_gradient(m.effective_network(), x, y).weights[-1]
+    assert float(cosine_similarity(grads.weights[-1], ref)) > 0.9

@@ -1,15 +1,19 @@
-"""PAL as an SDE: alignment from noise (with its negative controls), the 1-1-1 sign task, and must-fail twins."""
+"""PAL as an SDE: alignment from noise (with its negative controls), the 1-1-1 sign task, the learner, and must-fail twins."""
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
-from dynlearn.errors import DivergedError, NonFiniteError, ShapeError
-from dynlearn.models import get_learner
-from dynlearn.models.pal import PAL, PALState, init_pal, simulate_pal
+from dynlearn.errors import ConfigError, DivergedError, NonFiniteError, ShapeError
+from dynlearn.models import Data
+from dynlearn.models.pal import PAL, PALState, init_pal, pal_state
+from dynlearn.models.pal_simulation import simulate_pal
 from dynlearn.networks import init_network
+from dynlearn.rules import get_learner
+from dynlearn.rules.pal import PALParams, init_pal_params
 from dynlearn.theorems import run_check
 
 # ----------------------------------------------------------------------------- broken models (must fail)
@@ -18,8 +22,8 @@ from dynlearn.theorems import run_check
 class SignFlippedPAL(PAL):
     """The PAL rule with a sign error: dB = eta (-xi r_HP^T - alpha B)."""
 
-    def vector_field(self, t, y, x, target=None):
-        d = super().vector_field(t, y, x, target)
+    def vector_field(self, t, y, data):
+        d = super().vector_field(t, y, data)
         flipped = tuple(-db - 2 * self.eta_bw * self.alpha * b for db, b in zip(d.feedback, y.feedback))
         return eqx.tree_at(lambda s: s.feedback, d, flipped)
 
@@ -27,8 +31,8 @@ class SignFlippedPAL(PAL):
 class FrozenBPAL(PAL):
     """PAL whose backward matrices never learn (the rule is missing): feedback alignment in disguise."""
 
-    def vector_field(self, t, y, x, target=None):
-        d = super().vector_field(t, y, x, target)
+    def vector_field(self, t, y, data):
+        d = super().vector_field(t, y, data)
         return eqx.tree_at(lambda s: s.feedback, d, tuple(jnp.zeros_like(b) for b in d.feedback))
 
 
@@ -114,7 +118,7 @@ def test_prospective_rates_are_exact_and_instantaneous():
     y = eqx.tree_at(lambda s: s.u, y, tuple(u + 0.3 for u in y.u))  # off the fixed point: du/dt != 0
     x = jnp.array([0.1, -0.4, 0.7])
     dus, uh, rho = model.layers(y, x)
-    d = model.vector_field(0.0, y, x)
+    d = model.vector_field(0.0, y, Data(x))
     for u, du, a, f in zip(y.u, dus, uh, d.u):
         np.testing.assert_allclose(a, u + model.tau * f, rtol=1e-13)  # u + tau du/dt from the vector field
         np.testing.assert_allclose(du, f, rtol=1e-13)
@@ -132,16 +136,38 @@ def test_prospective_rates_are_exact_and_instantaneous():
 
 
 def test_backprop_limit_of_the_forward_rule():
-    """With B = W^T the dendritic errors give exactly -beta dL/dW of the noise-free network (no noise, beta = 1)."""
+    """With B = W^T the dendritic errors give exactly -β dL/dW of the noise-free network (no noise; β = data.nudge)."""
     from dynlearn.analysis import relative_error
 
     model = PAL(sigma=0.0, eta_fw=1.0, basal_gain=1.0, apical_gain=1.0)
     net = init_network((3, 5, 4, 2), key=jax.random.key(3), activation="logistic", dtype=jnp.float64)
-    y = model.init_state(net, tuple(w.T for w in net.weights[1:]), jnp.array([0.2, -0.1, 0.5]))
     x, target = jnp.array([0.2, -0.1, 0.5]), jnp.array([0.3, -0.7])
-    d = model.vector_field(0.0, y, x, target)
+    y = pal_state(model, net, tuple(w.T for w in net.weights[1:]), x)
     grad = jax.grad(lambda n: 0.5 * jnp.sum((model.predict(n, x) - target) ** 2))(net)
-    assert float(relative_error(d.network.weights, jax.tree.map(jnp.negative, grad.weights))) < 1e-12
+    for nudge in (1.0, 0.25):
+        d = model.vector_field(0.0, y, Data(x, target, nudge))
+        assert float(relative_error(d.network.weights, jax.tree.map(lambda g: -nudge * g, grad.weights))) < 1e-12
+    d0 = model.vector_field(0.0, y, Data(x, target, 0.0))  # β = 0: no teacher signal, no forward learning
+    assert all(float(jnp.abs(w).max()) == 0.0 for w in d0.network.weights)
+
+
+def test_init_state_follows_the_protocol():
+    """init_state(data) settles the model's initial weights at data.x, as pal_state does; without weights it says how."""
+    net = init_network((3, 4, 2), key=jax.random.key(0), activation="logistic", dtype=jnp.float64)
+    fb = (jnp.ones((4, 2)),)
+    x0 = jnp.array([0.3, -0.2, 0.1])
+    model = PAL(network=net, feedback=fb)
+    s = model.init_state(Data(x0))
+    ref = pal_state(PAL(), net, fb, x0)
+    assert all(bool(jnp.all(a == b)) for a, b in zip(jax.tree.leaves(s), jax.tree.leaves(ref)))
+    # settled: the potentials sit at their drive (du/dt = 0 with no noise)
+    assert max(float(jnp.abs(du).max()) for du in model.vector_field(0.0, s, Data(x0)).u) < 1e-12
+    with pytest.raises(ConfigError, match="pal_state"):
+        PAL().init_state(Data(x0))
+    # a model carrying initial weights simulates like one without them (the weights are not batched or carried)
+    a, _ = simulate_pal(model, s, jnp.zeros((3, 3)), key=jax.random.key(0), dt=0.02, t_pres=0.1)
+    b, _ = simulate_pal(PAL(), s, jnp.zeros((3, 3)), key=jax.random.key(0), dt=0.02, t_pres=0.1)
+    assert all(bool(jnp.all(p == q)) for p, q in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
 def _save_xi(t, s, args):
@@ -188,16 +214,86 @@ def test_bad_inputs_raise_clear_errors():
         simulate_pal(explosive, y, jnp.zeros((50, 3)), key=jax.random.key(0), t_pres=1.0, dt=0.1)
 
 
-def test_pal_learner_update():
+def _fa_update_by_hand(net, feedback, x, y):
+    """The FA update through the current B written out: δ_L = x̂_L − y, δ_l = φ'(a_l) ⊙ B_l δ_(l+1), g_W = δ hᵀ."""
+    a = [x @ net.weights[0].T + net.biases[0]]
+    for w, b in zip(net.weights[1:], net.biases[1:]):
+        a.append(jnp.tanh(a[-1]) @ w.T + b)
+    deltas = [a[-1] - y]
+    for l in range(len(a) - 2, -1, -1):
+        deltas.append((1 - jnp.tanh(a[l]) ** 2) * (deltas[-1] @ feedback[l].T))
+    deltas = deltas[::-1]
+    hs = [x] + [jnp.tanh(v) for v in a[:-1]]
+    return [d.T @ h for d, h in zip(deltas, hs)], [d.sum(0) for d in deltas]
+
+
+def test_pal_learner_update_against_explicit_formulas():
+    """Without noise every layer's update has a closed form: W by FA through the current B, B decays by Euler steps."""
+    sigma, alpha, t_noise, dt = 0.0, 0.05, 1.0, 0.02
+    learner = get_learner("pal", sigma=sigma, alpha=alpha, t_noise=t_noise, dt=dt)
+    x = jax.random.uniform(jax.random.key(0), (8, 6), jnp.float64)
+    y = jax.nn.one_hot(jnp.arange(8) % 3, 3, dtype=jnp.float64)
+    params = init_pal_params((6, 10, 8, 3), key=jax.random.key(1), dtype=jnp.float64)
+    grads, _, metrics = eqx.filter_jit(learner.rule.update)(params, (), Data(x, y), jax.random.key(2))
+    gw, gb = _fa_update_by_hand(params.network, params.feedback, x, y)
+    for l in range(3):  # descent sign, every layer
+        np.testing.assert_allclose(grads.network.weights[l], gw[l], rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(grads.network.biases[l], gb[l], rtol=1e-10, atol=1e-13)
+    out = params.network(x)
+    np.testing.assert_allclose(metrics["loss"], 0.5 * jnp.sum((out - y) ** 2) / 8, rtol=1e-12)
+    # xi = 0 stays 0: dB = -alpha B, so after n Euler steps B = (1 - alpha dt)^n B_0 and g_B = -(B_n - B_0)/t_noise
+    n = round(t_noise / dt)
+    for g, b in zip(grads.feedback, params.feedback):
+        np.testing.assert_allclose(g, b * (1 - (1 - alpha * dt) ** n) / t_noise, rtol=1e-9)
+    assert not np.allclose(gw[1], jax.grad(lambda net: 0.5 * jnp.sum((net(x) - y) ** 2))(params.network).weights[1])  # not BP
+
+
+def test_pal_learner_noise_comes_from_the_key():
     learner = get_learner("pal")
     x = jax.random.uniform(jax.random.key(0), (8, 6))
     y = jax.nn.one_hot(jnp.arange(8) % 3, 3)
-    params = learner.init(jax.random.key(1), (6, 10, 8, 3))
-    grads, metrics = eqx.filter_jit(learner.update)(params, x, y)
+    params = learner.init(jax.random.key(1), init_network((6, 10, 8, 3), key=jax.random.key(4)))
+    update = eqx.filter_jit(learner.rule.update)
+    g1, _, m1 = update(params, (), Data(x, y), jax.random.key(5))
+    g2, _, _ = update(params, (), Data(x, y), jax.random.key(5))
+    g3, _, _ = update(params, (), Data(x, y), jax.random.key(6))
+    assert np.isfinite(float(m1["loss"]))
+    assert all(bool(jnp.all(a == b)) for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)))
+    assert all(float(jnp.abs(a - b).max()) > 0 for a, b in zip(g1.feedback, g3.feedback))  # B learns from the key's noise
+    assert all(bool(jnp.all(a == b)) for a, b in zip(g1.network.weights, g3.network.weights))  # W does not use noise
+    assert all(g.dtype == p.dtype for g, p in zip(jax.tree.leaves(g1), jax.tree.leaves(params)))
+
+
+def test_pal_learner_init_draws():
+    """B_k ~ sqrt(2/(n_in + n_out)) N(0, 1) from split(k_fb, n), k_net, k_fb, _ = split(key, 3) (the FA family's draws)."""
+    sizes, key = (6, 10, 8, 3), jax.random.key(7)
+    p = init_pal_params(sizes, key=key)
+    k_net, k_fb, _ = jax.random.split(key, 3)
+    ks = jax.random.split(k_fb, 2)
+    for k, (n_in, n_out), b in zip(ks, ((10, 8), (8, 3)), p.feedback):
+        np.testing.assert_array_equal(b, jnp.sqrt(2.0 / (n_in + n_out)) * jax.random.normal(k, (n_in, n_out), jnp.float32))
+    ref = init_network(sizes, key=k_net, activation="tanh")
+    assert all(bool(jnp.all(a == b)) for a, b in zip(p.network.weights, ref.weights))
+    learner = get_learner("pal")
+    q = learner.init(key, ref)
+    assert all(bool(jnp.all(a == b)) for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(q)))
+    assert [name for name, _, _ in p.backward_pairs()] == ["B1", "B2"]
+    with pytest.raises(ShapeError, match="backward matrices"):
+        PALParams(p.network, (p.feedback[0].T, p.feedback[1]))
+
+
+def test_pal_learner_trains_one_step():
+    from dynlearn.learning import make_step
+
+    learner = get_learner("pal")
+    params = learner.init(jax.random.key(1), init_network((6, 10, 3), key=jax.random.key(4)))
+    opt = optax.sgd(0.1)
+    step = make_step(learner, opt)
+    x = jax.random.uniform(jax.random.key(0), (8, 6))
+    y = jax.nn.one_hot(jnp.arange(8) % 3, 3)
+    new, _, _, metrics = step(params, (), opt.init(eqx.filter(params, eqx.is_inexact_array)), x, y, jax.random.key(3))
     assert np.isfinite(float(metrics["loss"]))
-    assert all(float(jnp.abs(g).max()) > 0 for g in grads.feedback)  # B learns from noise
-    assert all(g.dtype == p.dtype for g, p in zip(jax.tree.leaves(grads), jax.tree.leaves(params)))
-    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(eqx.filter(grads, eqx.is_inexact_array)))
+    assert float(jnp.abs(new.network.weights[0] - params.network.weights[0]).max()) > 0
 
 
 def test_additive_noise_solvers_agree_without_noise():

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from dynlearn import NonFiniteError, NotConvergedError, ShapeError, init_network
-from dynlearn.models.base import equilibrium
-from dynlearn.models.pc import FixedPredictionPC, PredictiveCoding, pc_update
+from dynlearn.config import DEFAULT, THEOREM, THEOREM_STRICT
+from dynlearn.models.base import Data, equilibrium
+from dynlearn.models.pc import FixedPredictionPC, PredictiveCoding, fixed_prediction_update, pc_update
+from dynlearn.networks import lenet5, matvec
 from dynlearn.theorems import run_check
 
 # ----------------------------------------------------------------------------- broken models (must fail)
@@ -16,36 +18,36 @@ from dynlearn.theorems import run_check
 class AscentPC(PredictiveCoding):
     """Sign error in the inference flow: climbs the energy instead of descending it."""
 
-    def vector_field(self, t, state, *data):
-        return jax.tree.map(jnp.negative, super().vector_field(t, state, *data))
+    def vector_field(self, t, state, data):
+        return jax.tree.map(jnp.negative, super().vector_field(t, state, data))
 
 
 class TransposedPC(PredictiveCoding):
     """Uses W_l^T instead of W_l for square layers in the prediction (a classic indexing bug)."""
 
-    def errors(self, state, x, y=None):
-        xs = self.layers(state, x, y)
+    def errors(self, state, data):
+        xs = self.layers(state, data)
         net = self.network
         out = []
         for l in range(1, net.depth + 1):
             w = net.weights[l - 1]
             w = w.T if w.shape[0] == w.shape[1] else w
-            out.append(xs[l] - (jnp.einsum("oi,...i->...o", w, net.presynaptic(l, xs[l - 1])) + net.biases[l - 1]))
+            out.append(xs[l] - (matvec(w, net.presynaptic(l, xs[l - 1])) + net.biases[l - 1]))
         return out
 
 
 class WrongNudgePC(PredictiveCoding):
     """Nudges the output away from the target (sign error in the cost term)."""
 
-    def energy(self, state, x, y=None, gamma=0.0):
-        return super().energy(state, x, y, -gamma)
+    def energy(self, state, data):
+        return super().energy(state, data.with_nudge(-data.nudge))
 
 
 class NoDerivativeFixedPrediction(FixedPredictionPC):
     """Propagates errors with W^T but forgets the activation's derivative."""
 
-    def vector_field(self, t, state, x, y, nudge=None):
-        eps = self.errors(state, x, y)
+    def vector_field(self, t, state, data):
+        eps = self.errors(state, data)
         net = self.network
         return tuple(-eps[l - 1] + eps[l] @ net.weights[l] for l in range(1, net.depth))
 
@@ -144,47 +146,104 @@ def small():
     return net, x, y
 
 
-def test_update_is_local_hebbian_rule(small):
-    """ΔW_l = ε_l φ(x_{l-1})ᵀ summed over the batch, ΔW_1 uses the raw input."""
+@pytest.mark.parametrize("output", ["clamped", "nudged"])
+def test_update_is_minus_the_local_hebbian_rule(output):
+    """pc_update = ∂E/∂θ = −ε_l φ(x_{l-1})ᵀ and −Σ ε_l in every layer (written out here: ε_l = x_l − W_l φ(x_{l-1}) − b_l,
+    φ = id for the input layer), summed over the batch."""
+    net = init_network((4, 6, 5, 3), key=jax.random.key(7), dtype=jnp.float64, bias_scale=0.1)
+    x = jax.random.normal(jax.random.key(8), (5, 4))
+    y = jax.random.normal(jax.random.key(9), (5, 3))
+    model, data = PredictiveCoding(net, output), Data(x, y, 0.3)
+    eq = equilibrium(model, data, THEOREM)
+    update = pc_update(model, data, state=eq.state)
+    xs = [x, *eq.state] + ([y] if output == "clamped" else [])
+    for l in range(1, 4):
+        pre = xs[l - 1] if l == 1 else jnp.tanh(xs[l - 1])
+        eps = xs[l] - (pre @ np.asarray(net.weights[l - 1]).T + np.asarray(net.biases[l - 1]))
+        np.testing.assert_allclose(update.weights[l - 1], -(eps.T @ pre), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(update.biases[l - 1], -eps.sum(0), rtol=1e-12, atol=1e-14)
+    # without a state, pc_update relaxes with its config (THEOREM) to the same equilibrium
+    again = pc_update(model, data)
+    for a, b in zip(jax.tree.leaves(again), jax.tree.leaves(update)):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_nudged_update_is_nudge_times_the_loss_gradient(small):
+    """Descent sign: for a small nudge γ, pc_update ≈ γ ∂L/∂θ (what jax.grad of the loss gives)."""
+    from dynlearn.analysis import bp_gradient, compare_per_layer
+
     net, x, y = small
-    model = PredictiveCoding(net, "clamped")
-    eq = equilibrium(model, x, y, tol=1e-10, rtol=1e-10, atol=1e-12)
-    update = pc_update(model, x, y, state=eq.state)
-    eps = model.errors(eq.state, x, y)
-    np.testing.assert_allclose(update.weights[0], eps[0].T @ x, rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(update.weights[1], eps[1].T @ jnp.tanh(eq.state[0]), rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(update.biases[1], eps[1].sum(0), rtol=1e-12, atol=1e-14)
+    nudge = 1e-4
+    update = pc_update(PredictiveCoding(net, "nudged"), Data(x, y, nudge), THEOREM_STRICT)
+    cmp = compare_per_layer(jax.tree.map(lambda u: u / nudge, update), bp_gradient(net, x, y))
+    assert np.all(np.asarray(cmp["cosine"]) > 0.9999) and np.all(np.asarray(cmp["relative_error"]) < 1e-2)
+
+
+def test_fixed_prediction_update_is_the_loss_gradient(small):
+    from dynlearn.analysis import bp_gradient, compare_per_layer
+
+    net, x, y = small
+    model, data = FixedPredictionPC(net), Data(x, y)
+    eq = equilibrium(model, data, THEOREM.replace(polish=True))
+    cmp = compare_per_layer(fixed_prediction_update(model, eq.state, data), bp_gradient(net, x, y))
+    assert np.all(np.asarray(cmp["relative_error"]) < 1e-10)
 
 
 def test_relaxation_time_independent_of_batch(small):
     """A sample relaxes to the same state alone or in a batch (energies are summed, norms are max-norms)."""
     net, x, y = small
     model = PredictiveCoding(net, "clamped")
-    opts = dict(tol=1e-10, rtol=1e-10, atol=1e-12)
-    batch = equilibrium(model, x, y, **opts)
-    alone = equilibrium(model, x[:1], y[:1], **opts)
+    batch = equilibrium(model, Data(x, y), THEOREM_STRICT)
+    alone = equilibrium(model, Data(x[:1], y[:1]), THEOREM_STRICT)
     np.testing.assert_allclose(batch.state[0][:1], alone.state[0], atol=1e-9)
+
+
+# ----------------------------------------------------------------------------- any network: a convolutional one
+
+
+def test_conv_free_output_equilibrium_is_the_feedforward_pass():
+    """PC on LeNet-5 (conv, pool, flatten, linear layers): from a perturbed state the free-output flow reaches a steady
+    state, and it is the feedforward pass (also the initial state, with E = 0). Average pooling: max pooling makes the
+    flow non-smooth (the argmax switches), without a classical steady state. (A PC learner's update on LeNet-5 is in
+    tests/test_pc_training.py.)"""
+    net = lenet5(key=jax.random.key(0), in_shape=(1, 12, 12), n_out=3, pool="avg", dtype=jnp.float64)
+    x = jax.random.normal(jax.random.key(1), (2, 1, 12, 12))
+    model, data = PredictiveCoding(net, "free"), Data(x)
+    ff = tuple(net.forward(x)[1:])
+    assert [a.shape[1:] for a in ff] == list(net.shapes[1:])
+    assert float(model.energy(model.init_state(data), data)) == 0.0
+    keys = jax.random.split(jax.random.key(3), len(ff))
+    s0 = tuple(a + 0.3 * jax.random.normal(k, a.shape) for a, k in zip(ff, keys))
+    eq = equilibrium(model, data, DEFAULT, state0=s0)
+    assert float(eq.residual) <= DEFAULT.tol
+    assert max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(eq.state, ff)) < 1e-4
+
+
+# ----------------------------------------------------------------------------- errors
 
 
 def test_wrong_target_shape_is_an_error(small):
     net, x, y = small
     with pytest.raises(ShapeError, match="targets have 2 units"):
         net.validate_inputs(x, y[:, :2])
+    with pytest.raises(ShapeError, match="targets have 2 units"):
+        equilibrium(PredictiveCoding(net, "clamped"), Data(x, y[:, :2]))
 
 
 def test_not_converged_names_model_and_time(small):
     net, x, y = small
     model = PredictiveCoding(net, "clamped")
     with pytest.raises(NotConvergedError, match=r"PredictiveCoding.*t = 0\.01.*residual"):
-        equilibrium(model, x, y, tol=1e-12, t1=0.01)
+        equilibrium(model, Data(x, y), DEFAULT, tol=1e-12, t1=0.01)
 
 
 def test_nan_input_is_an_error_not_a_nan_equilibrium(small):
     net, x, y = small
     with pytest.raises(NonFiniteError, match="inputs contain NaN"):
-        equilibrium(PredictiveCoding(net, "clamped"), x.at[0, 0].set(jnp.nan), y)
-    with pytest.raises(ValueError, match="needs a target"):
-        equilibrium(PredictiveCoding(net, "clamped"), x, None)
+        equilibrium(PredictiveCoding(net, "clamped"), Data(x.at[0, 0].set(jnp.nan), y))
+    for output in ("clamped", "nudged"):
+        with pytest.raises(ValueError, match="needs a target"):
+            equilibrium(PredictiveCoding(net, output), Data(x))
 
 
 def test_invalid_output_mode(small):

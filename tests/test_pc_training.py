@@ -1,11 +1,57 @@
-"""Predictive coding against backprop on scikit-learn digits (the accuracy claim; slow)."""
+"""Predictive-coding learners: a training step on a convolutional network, and PC against backprop on digits (slow)."""
 
+import equinox as eqx
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from dynlearn.config import TRAINING
 from dynlearn.data import load_digits
 from dynlearn.learning import train
-from dynlearn.models import get_learner
+from dynlearn.models import Data
+from dynlearn.networks import Network
+from dynlearn.rules import get_learner
+from dynlearn.rules.pc import ClampedPC, NudgedPC
+
+
+def test_learners_and_their_relax_settings():
+    pc, clamped = get_learner("pc"), get_learner("pc/clamped")
+    assert isinstance(pc.rule, NudgedPC) and pc.rule.nudge == 0.1 and pc.rule.config == TRAINING
+    assert isinstance(clamped.rule, ClampedPC) and get_learner("pc", output="clamped").rule == clamped.rule
+    fixed = get_learner("pc", solver="euler", dt0=0.2, t1=1.0, steady=False)
+    assert fixed.rule.config == TRAINING.replace(solver="euler", dt0=0.2, t1=1.0, steady=False, throw=False)
+    with pytest.raises(ValueError, match="output"):
+        get_learner("pc", output="free")
+
+
+def _tiny_conv_net():
+    """conv 3x3 (1 -> 2 channels, 6x6 images) then [flatten, linear 32 -> 3]: a two-layer Network of equinox layers."""
+    k1, k2 = jax.random.split(jax.random.key(0))
+    conv = eqx.nn.Conv2d(1, 2, 3, key=k1, dtype=jnp.float64)
+    head = eqx.nn.Sequential([eqx.nn.Lambda(jnp.ravel), eqx.nn.Linear(2 * 4 * 4, 3, key=k2, dtype=jnp.float64)])
+    return Network((conv, head), "gelu", in_shape=(1, 6, 6))
+
+
+@pytest.mark.parametrize("name", ["pc", "pc/clamped"])
+def test_pc_step_on_a_conv_network(name):
+    """One update of each PC rule on a conv network: a steady state, descent-sign grads with the network's structure
+    (the conv kernel included) that lower the loss for a small step. (float64: the tests run with x64 on, and diffrax
+    then promotes a float32 state to float64, which a float32 convolution refuses.)"""
+    net = _tiny_conv_net()
+    x = jax.random.normal(jax.random.key(1), (4, 1, 6, 6))
+    y = jax.nn.one_hot(jnp.arange(4) % 3, 3)
+    rule = get_learner(name).rule
+    grads, _, metrics = eqx.filter_jit(rule.update)(net, (), Data(x, y), jax.random.key(2))
+    assert float(metrics["residual"]) <= rule.config.tol and float(metrics["inference_steps"]) >= 1
+    params = eqx.filter(net, eqx.is_inexact_array)
+    assert jax.tree.structure(eqx.filter(grads, eqx.is_inexact_array)) == jax.tree.structure(params)
+    assert grads.layers[0].weight.shape == net.layers[0].weight.shape
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+    loss = lambda n: float(jnp.sum((n(x) - y) ** 2))
+    scale = 1e-3 / max(float(jnp.abs(g).max()) for g in jax.tree.leaves(grads))
+    stepped = eqx.apply_updates(net, jax.tree.map(lambda g: -scale * g, eqx.filter(grads, eqx.is_inexact_array)))
+    assert loss(stepped) < loss(net)
 
 
 @pytest.mark.slow

@@ -7,24 +7,25 @@ equilibrium propagation and the microcircuit models approximate.
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ..losses import LOSSES, cross_entropy_loss, mse_loss  # noqa: F401
+from ..losses import get_loss, mse_loss  # noqa: F401
 from ..networks import Network
 
 
 def bp_gradient(network: Network, x: Array, y: Array, loss: str = "mse") -> Network:
     """:math:`\\partial L/\\partial \\theta` of the feedforward network by reverse-mode autodiff (backprop)."""
-    loss_fn = LOSSES[loss]
-    return jax.grad(lambda net: loss_fn(net(x), y))(network)
+    loss_fn = get_loss(loss)
+    return eqx.filter_grad(lambda net: loss_fn(net(x), y))(network)
 
 
 def bp_deltas(network: Network, x: Array, y: Array, loss: str = "mse") -> list[Array]:
     r"""Backprop's deltas :math:`\delta_l = \partial L/\partial \hat x_l` for every layer ``l = 1..L`` of the feedforward pass."""
-    loss_fn = LOSSES[loss]
+    loss_fn = get_loss(loss)
     shapes = [a.shape for a in network.forward(x)[1:]]
 
     def perturbed_loss(ps):
@@ -55,10 +56,20 @@ def relative_error(estimate, reference) -> Float[Array, ""]:
     return num / den
 
 
+def _has_weight(m) -> bool:
+    return isinstance(m, eqx.Module) and eqx.is_inexact_array(getattr(m, "weight", None))
+
+
+def layer_weights(network: Network) -> list[list[Array]]:
+    """Per layer, the ``weight`` arrays of its sub-layers (matrices and kernels; biases excluded)."""
+    return [[m.weight for m in jax.tree.leaves(layer, is_leaf=_has_weight) if _has_weight(m)] for layer in network.layers]
+
+
 def compare_per_layer(estimate: Network, reference: Network) -> dict[str, Array]:
-    """Per-layer weight comparison: ``{"cosine": (L,), "relative_error": (L,)}``."""
-    cos = jnp.stack([cosine_similarity(e, r) for e, r in zip(estimate.weights, reference.weights)])
-    rel = jnp.stack([relative_error(e, r) for e, r in zip(estimate.weights, reference.weights)])
+    """Per-layer weight comparison: ``{"cosine": (L,), "relative_error": (L,)}`` (any layer type: its weight arrays)."""
+    pairs = list(zip(layer_weights(estimate), layer_weights(reference)))
+    cos = jnp.stack([cosine_similarity(e, r) for e, r in pairs])
+    rel = jnp.stack([relative_error(e, r) for e, r in pairs])
     return {"cosine": cos, "relative_error": rel}
 
 

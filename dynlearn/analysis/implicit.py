@@ -1,6 +1,6 @@
 r"""Exact gradients of a loss at an equilibrium: implicit differentiation, and backprop through the relaxation.
 
-For any model with a vector field :math:`f(s, \theta)` (``model.vector_field(t, s, *data)``; an
+For any model with a vector field :math:`f(s, \theta)` (``model.vector_field(t, s, data)``; an
 :class:`~dynlearn.models.EnergyModel` has :math:`f = -\partial E/\partial s`) and an equilibrium
 :math:`f(s^*, \theta) = 0` with invertible Jacobian :math:`A = \partial f/\partial s`, the implicit-function
 theorem gives :math:`ds^*/d\theta = -A^{-1}\partial f/\partial\theta`, so for a loss :math:`L(s^*)`
@@ -30,6 +30,7 @@ import numpy as np
 
 from ..dynamics import max_norm, model_flow, simulate
 from ..errors import NonFiniteError, NotConvergedError
+from ..models.base import Data
 from .fixed_points import flow_jacobian, is_stable
 
 
@@ -49,11 +50,20 @@ def _diff_target(model):
     return model if params is None else params
 
 
+def _loss_of(model, loss):
+    if loss is not None:
+        return loss
+    if not hasattr(model, "cost"):
+        raise TypeError(f"{type(model).__name__} has no cost(state, data): pass loss=")
+    return model.cost
+
+
 def implicit_gradient(
     model,
     state,
-    *data,
-    loss: Callable,
+    data: Data,
+    *,
+    loss: Callable | None = None,
     residual_tol: float = 1e-8,
     check_stable: bool = True,
     solver: lx.AbstractLinearSolver | None = None,
@@ -61,11 +71,11 @@ def implicit_gradient(
     r""":math:`dL(s^*)/d\theta` at the equilibrium ``state`` by the implicit-function theorem.
 
     Args:
-        model: any model with ``vector_field(t, state, *data)``; the gradient is taken with respect to
+        model: any model with ``vector_field(t, state, data)``; the gradient is taken with respect to
             ``model.network`` when the model has one (else every inexact array in the model).
         state: the equilibrium (relax and, for theorem checks, polish it first).
-        data: the data the vector field takes (e.g. ``x, y, beta`` with ``beta = 0`` for EP's free phase).
-        loss: ``loss(state, *data) -> scalar``.
+        data: the :class:`~dynlearn.models.Data` of the equilibrium (``nudge = 0`` for EP's free phase).
+        loss: ``loss(state, data) -> scalar``; default ``model.cost``.
         residual_tol: ``state`` must satisfy :math:`\max|f| \le` ``residual_tol``.
         check_stable: also require every eigenvalue of :math:`\partial f/\partial s` to have negative real part
             (an isolated, linearly stable equilibrium; the linear system is then well posed).
@@ -76,6 +86,7 @@ def implicit_gradient(
         NonFiniteError: the linear solve produced NaN/inf (singular Jacobian).
     """
     target = _diff_target(model)
+    loss = _loss_of(model, loss)
     concrete = not any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves((state, model, data)))
     if concrete:
         jac, res = _jacobian_and_residual(model, state, data)
@@ -100,16 +111,16 @@ def implicit_gradient(
 
 @eqx.filter_jit
 def _jacobian_and_residual(model, state, data):
-    args = (model, *data)
+    args = (model, data)
     return flow_jacobian(model_flow, state, args), max_norm(model_flow(0.0, state, args))
 
 
 @eqx.filter_jit
 def _implicit_core(model, target, state, data, loss, solver):
     def field(s, params):
-        return _with_params(model, params).vector_field(0.0, s, *data)
+        return _with_params(model, params).vector_field(0.0, s, data)
 
-    dlds = jax.grad(lambda s: loss(s, *data))(state)
+    dlds = jax.grad(lambda s: loss(s, data))(state)
     op = lx.JacobianLinearOperator(lambda s, args: field(s, target), state)
     v = lx.linear_solve(op.T, dlds, solver=solver, throw=False).value
     _, vjp = jax.vjp(lambda p: field(state, p), target)
@@ -120,8 +131,9 @@ def _implicit_core(model, target, state, data, loss, solver):
 def bptt_gradient(
     model,
     state0,
-    *data,
-    loss: Callable,
+    data: Data,
+    *,
+    loss: Callable | None = None,
     t1: float,
     dt0: float,
     solver: str = "heun",
@@ -129,13 +141,14 @@ def bptt_gradient(
 ):
     r""":math:`dL(s(t_1))/d\theta` by backprop through time: autodiff through :func:`dynlearn.simulate` of the
     model's flow from ``state0`` over ``[0, t1]`` with fixed step ``dt0`` (``solver="euler"`` gives the
-    discrete iteration :math:`s_{k+1} = s_k + dt\,f(s_k)`).
+    discrete iteration :math:`s_{k+1} = s_k + dt\,f(s_k)`); ``loss(state, data)`` defaults to ``model.cost``.
 
     With ``horizons`` (times ``<= t1``), the gradients of :math:`L(s(T))` for every ``T`` in ``horizons``, stacked
     on a leading axis (one simulation, one reverse pass per horizon).
     Raises :class:`NonFiniteError` when the gradient is not finite (diverging relaxation).
     """
     target = _diff_target(model)
+    loss = _loss_of(model, loss)
     ts = jnp.asarray([t1] if horizons is None else horizons, dtype=jnp.result_type(float))
     grad = _bptt_core(model, target, state0, data, loss, float(t1), float(dt0), solver, ts)
     if horizons is None:
@@ -150,7 +163,7 @@ def bptt_gradient(
 def _bptt_core(model, target, state0, data, loss, t1, dt0, solver, ts):
     def losses(params):
         m = _with_params(model, params)
-        traj = simulate(model_flow, state0, (m, *data), t1=t1, dt0=dt0, ts=ts, solver=solver, name="bptt")
-        return jax.vmap(lambda i: loss(jax.tree.map(lambda a: a[i], traj.ys), *data))(jnp.arange(ts.shape[0]))
+        traj = simulate(model_flow, state0, (m, data), t1=t1, dt0=dt0, ts=ts, solver=solver, name="bptt")
+        return jax.vmap(lambda i: loss(jax.tree.map(lambda a: a[i], traj.ys), data))(jnp.arange(ts.shape[0]))
 
     return jax.jacrev(losses)(target)

@@ -14,8 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .._discovery import import_modules
-from ..errors import UnknownNameError
+from ..registry import Registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,28 +24,22 @@ class FigureSpec:
     description: str
 
 
-_FIGURES: dict[str, FigureSpec] = {}
+#: every figure by name
+FIGURES: Registry[FigureSpec] = Registry("figure", (__name__,))
 
 
 def register_figure(name: str, description: str):
     """Decorator: ``fn(quick: bool, seed: int) -> (matplotlib Figure, xarray Dataset, config dict)``."""
 
     def deco(fn):
-        if name in _FIGURES:
-            raise ValueError(f"figure {name!r} is registered twice")
-        _FIGURES[name] = FigureSpec(name, fn, description)
+        FIGURES.register(name, FigureSpec(name, fn, description))
         return fn
 
     return deco
 
 
-def _load_all() -> None:
-    import_modules(__package__)
-
-
 def figure_specs() -> dict[str, FigureSpec]:
-    _load_all()
-    return dict(_FIGURES)
+    return dict(FIGURES.items())
 
 
 def make_figure(name: str, *, quick: bool = True, out: str | Path = "figures", seed: int = 0) -> tuple[Path, Path]:
@@ -58,10 +51,7 @@ def make_figure(name: str, *, quick: bool = True, out: str | Path = "figures", s
 
     from ..results import atomic_write, save_dataset
 
-    specs = figure_specs()
-    if name not in specs:
-        raise UnknownNameError(f"unknown figure {name!r}; known: {', '.join(specs)}")
-    fig, ds, config = specs[name].fn(quick=quick, seed=seed)
+    fig, ds, config = FIGURES[name].fn(quick=quick, seed=seed)
     out = Path(out)
     png = atomic_write(out / f"{name}.png", lambda tmp: fig.savefig(tmp, dpi=150, bbox_inches="tight", format="png"))
     plt.close(fig)
@@ -71,7 +61,7 @@ def make_figure(name: str, *, quick: bool = True, out: str | Path = "figures", s
 
 def figure_main(name: str) -> None:
     """Command line of a ``paper_figs/fig_<name>.py`` script."""
-    spec = figure_specs()[name]
+    spec = FIGURES[name]
     parser = argparse.ArgumentParser(
         prog=f"fig_{name}.py",
         description=f"{spec.description}\n\nWrites OUT/{name}.png and OUT/{name}.nc (the plotted data with provenance).",

@@ -12,7 +12,7 @@ from ._plot import new_figure, verdict_title
 RULE_ORDER = ("bp", "fa", "dfa", "kp", "wm", "usf", "brsf", "frsf", "pal")
 
 
-@register_figure("kp_exact_decay", "Kolen-Pollack: ||W - B^T|| against the exact (1 - lambda)^t law, and the angle of B to W^T")
+@register_figure("kp_exact_decay", "Kolen-Pollack: ||W - B|| (B in the layout of W) against the exact (1 - lambda)^t law, and the angle of B to W")
 def fig_kp_exact_decay(quick: bool = True, seed: int = 0):
     r = run_check("kp_exact_decay", quick=quick)
     ds = r.data
@@ -22,17 +22,17 @@ def fig_kp_exact_decay(quick: bool = True, seed: int = 0):
         a.semilogy(ds.step, g.isel(seed=0), lw=2, label=f"{m} (measured)")
         a.semilogy(ds.step, ds.predicted.sel(matrix=m).isel(seed=0), "k--", lw=1)
         b.plot(ds.step, ds.angle_B_WT.sel(matrix=m).isel(seed=0), label=m)
-    a.plot([], [], "k--", lw=1, label="(1 − λ)^t ‖W − Bᵀ‖₀")
-    a.set(xlabel="SGD step t", ylabel="‖W_l − B_lᵀ‖_F")
+    a.plot([], [], "k--", lw=1, label="(1 − λ)^t ‖W − B‖₀")
+    a.set(xlabel="SGD step t", ylabel="‖W_l − B_l‖_F")
     verdict_title(a, f"exact decay (max rel. error {r.verdict.measured['max_relative_error']:.1e})", r.passed)
-    b.set(xlabel="SGD step t", ylabel="angle(B_l, W_lᵀ) (deg)", ylim=(0, 100))
-    verdict_title(b, "B aligns with Wᵀ", None)
+    b.set(xlabel="SGD step t", ylabel="angle(B_l, W_l) (deg)", ylim=(0, 100))
+    verdict_title(b, "B aligns with W", None)
     a.legend(fontsize=7)
     b.legend(fontsize=7)
     return fig, ds, {"check": "kp_exact_decay", "seed": seed}
 
 
-@register_figure("fa_alignment", "Feedback alignment on a linear teacher: angle(W^T, B) and angle(FA update, BP gradient) during training")
+@register_figure("fa_alignment", "Feedback alignment on a linear teacher: angle(W, B) and angle(FA update, BP gradient) during training")
 def fig_fa_alignment(quick: bool = True, seed: int = 0):
     r = run_check("fa_alignment", quick=quick)
     ds = r.data
@@ -44,14 +44,14 @@ def fig_fa_alignment(quick: bool = True, seed: int = 0):
     a.plot(ds.step, mean_up, "k--", lw=1.5, label="angle(ΔW₁ FA, ΔW₁ BP), mean")
     a.axhline(90, color="0.6", lw=0.8)
     a.set(xlabel="SGD step", ylabel="angle (deg)", ylim=(0, 110))
-    verdict_title(a, "W₂ᵀ comes to agree with the fixed B", r.passed)
+    verdict_title(a, "W₂ comes to agree with the fixed B", r.passed)
     b.set(xlabel="SGD step", ylabel="loss / initial loss")
     verdict_title(b, "the student learns", None)
     a.legend(fontsize=7)
     return fig, ds, {"check": "fa_alignment", "seed": seed}
 
 
-@register_figure("weight_mirror_fixed_point", "Weight mirror with W fixed: angle of B to W^T and |B| / |eta sigma^2/lambda W^T| per step")
+@register_figure("weight_mirror_fixed_point", "Weight mirror with W fixed: angle of B to W and |B| / |eta sigma^2/lambda W| per step")
 def fig_weight_mirror(quick: bool = True, seed: int = 0):
     r = run_check("weight_mirror_fixed_point", quick=quick)
     ds = r.data
@@ -60,10 +60,10 @@ def fig_weight_mirror(quick: bool = True, seed: int = 0):
         a.semilogy(ds.step, ds.angle_to_target.sel(matrix=m).mean("seed"), label=m)
         b.plot(ds.step, ds.norm_ratio.sel(matrix=m).mean("seed"), label=m)
     a.axhline(5, color="r", ls="--", lw=1, label="tolerance 5°")
-    a.set(xlabel="mirror step", ylabel="angle(B, Wᵀ) (deg), mean over seeds")
+    a.set(xlabel="mirror step", ylabel="angle(B, W) (deg), mean over seeds")
     b.axhline(1, color="k", lw=0.8)
-    b.set(xlabel="mirror step", ylabel="‖B‖ / ‖(ησ²/λ) Wᵀ‖")
-    verdict_title(a, "B → (ησ²/λ) Wᵀ: direction", r.passed)
+    b.set(xlabel="mirror step", ylabel="‖B‖ / ‖(ησ²/λ) W‖")
+    verdict_title(a, "B → (ησ²/λ) W: direction", r.passed)
     verdict_title(b, "…and scale", None)
     a.legend(fontsize=7)
     b.legend(fontsize=7)
@@ -74,17 +74,17 @@ def train_rules(data_name: str, *, rules=RULE_ORDER, hidden=(64, 64), epochs=10,
     """Train every rule on the same network and data; test accuracy, seconds/epoch and alignment at the end.
 
     Returns a Dataset over ``rule`` (and ``epoch`` for the accuracy curves). Rules that need noise or a backward
-    matrix report the mean angle between their backward matrices and ``Wᵀ`` and between their update and the BP
-    gradient on one training batch (:func:`dynlearn.analysis.feedback_report`).
+    matrix report the mean angle between their backward matrices and the forward weights they stand in for, and
+    between their update and the BP gradient on one training batch (:func:`dynlearn.analysis.feedback_report`).
     """
     import jax.numpy as jnp
 
     from ..analysis import feedback_report
-    from ..data import load_digits, load_fashion_mnist
+    from ..data import load
     from ..learning import train
-    from ..models import get_learner
+    from ..rules import get_learner
 
-    data = load_digits() if data_name == "digits" else load_fashion_mnist(n_train=n_train, n_test=n_test)
+    data = load("digits") if data_name == "digits" else load(data_name, n_train=n_train, n_test=n_test)
     curves, rows = [], []
     for rule in rules:
         learner = get_learner(rule)

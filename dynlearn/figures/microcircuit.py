@@ -1,23 +1,18 @@
-"""Figures and experiments for dendritic cortical microcircuits and Latent Equilibrium.
+"""Figures for dendritic cortical microcircuits and Latent Equilibrium.
 
-Theorem figures plot the datasets of the registered checks (``run_check`` is memoised). The experiments
-(teacher-student regression, digits, bars with/without LE) live here: quick by default (seconds),
-paper-scale with ``--full``.
+Theorem figures plot the datasets of the registered checks (``run_check`` is memoised); the experiment figures plot
+the experiments of :mod:`dynlearn.experiments` (teacher-student regression, digits, bars with/without LE): quick by
+default (seconds), paper-scale with ``--full``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import time
-
-import equinox as eqx
-import jax
-import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from ..models.microcircuit import Microcircuit, PatternStream, Plasticity, plastic_weights, preset, simulate_learning, with_weights
+from ..experiments.bars import bars_experiment
+from ..experiments.digits import digits_experiment
+from ..experiments.teacher_student import teacher_student_experiment
 from ..theorems import run_check
 from . import register_figure
 from ._plot import new_figure, slope_guide, verdict_title
@@ -104,150 +99,7 @@ def fig_le_tracking(quick: bool = True, seed: int = 0):
     return fig, ds, {"check": "le_instantaneous"}
 
 
-# ----------------------------------------------------------------------------- teacher-student regression
-
-
-def sacramento_teacher(key, n_in: int = 30, n_hidden: int = 20, n_out: int = 10, k10: float = 2.0, k21: float = 10.0, activation: str = "sacramento_softplus"):
-    r"""The teacher of Sacramento et al. (2018, NeurIPS 31, §3.2): target potentials
-    :math:`u^{trgt} = k_{21} W^{trgt}_{21}\,\varphi(k_{10} W^{trgt}_{10} r_0)`, weights ~ U(-1, 1); the target rates are
-    :math:`r^{trgt} = \varphi(u^{trgt})` with the soft-plus :math:`\varphi(u) = 0.1\log(1 + e^{u - 3})`.
-    Returns ``u_trgt(x)``."""
-    from ..networks import activation as act
-
-    phi = act(activation)
-    k1, k2 = jax.random.split(key)
-    w10 = jax.random.uniform(k1, (n_hidden, n_in), minval=-1.0, maxval=1.0)
-    w21 = jax.random.uniform(k2, (n_out, n_hidden), minval=-1.0, maxval=1.0)
-    return lambda x: k21 * phi(k10 * x @ w10.T) @ w21.T
-
-
-def _save_plastic(t, y, args):
-    return {"weights": y[1]["weights"], "biases": y[1]["biases"], "w_ip": y[1]["w_ip"], "b_ip": y[1]["b_ip"], "w_pi": y[1]["w_pi"]}
-
-
-TS_LEARNERS = {
-    # name: (hidden layer learns, top-down = W^T at every instant, prospective (LE) rates)
-    "microcircuit_fa": (True, False, True),
-    "microcircuit_wt": (True, True, True),
-    "shallow": (False, False, True),
-    "microcircuit_fa_no_le": (True, False, False),
-}
-
-
-def teacher_student_experiment(
-    *,
-    quick: bool = True,
-    seed: int = 0,
-    n_seeds: int | None = None,
-    n_patterns: int | None = None,
-    learners: tuple[str, ...] | None = None,
-    t_pres: float = 20.0,
-    dt: float = 1.0,
-    eta_out: float = 0.5,
-    eta_hidden: float = 2.0,
-    eta_lateral: float = 0.5,
-    hidden_scale: float = 3.8,
-    output_scale: float = 0.5,
-    le_iterations: int = 5,
-    n_snap: int | None = None,
-    n_test: int = 200,
-    preset_name: str = "bern",
-):
-    r"""Nonlinear teacher-student regression of Sacramento et al. (2018) §3.2, learned in continuous time.
-
-    A 30-50-10 microcircuit (soft-plus rates, start in the SPS, fixed random top-down B) learns from a 30-20-10
-    teacher (:func:`sacramento_teacher`); patterns (inputs ~ U(-1, 1)) change every ``t_pres`` ms and every weight
-    (forward, W_IP, W_PI) learns at every instant (no phases), Euler steps ``dt``. Learners (:data:`TS_LEARNERS`):
-    ``microcircuit_fa`` (fixed random B: feedback alignment), ``microcircuit_wt`` (B = W^T at every instant),
-    ``shallow`` (the hidden weights stay fixed: only the output layer learns), and, with ``quick=False``,
-    ``microcircuit_fa_no_le`` (the same circuit with the original, non-prospective rates).
-
-    Initial weights: ``W_1 ~ U(-hidden_scale, hidden_scale)`` (3.8 = k_10 / g_B-attenuation: the student's
-    hidden drive has the teacher's spread), ``W_2 ~ U(-output_scale, output_scale)``, biases 0. Learning rates
-    per ms: ``eta_out`` (output layer), ``eta_hidden`` (hidden layer), ``eta_lateral`` (W_IP and W_PI).
-
-    Returns an xarray Dataset with dims ``(learner, seed, time)``: ``test_mse`` = mean over ``n_test`` held-out
-    inputs of ``||r_2 - r_trgt||^2`` at the free (no target), noise-free steady state, relaxed from the learned
-    weights at each snapshot.
-    """
-    from ..networks import activation as act
-
-    n_seeds = n_seeds or (2 if quick else 5)
-    n_patterns = n_patterns or (1500 if quick else 20_000)
-    n_snap = n_snap or (6 if quick else 21)
-    learners = tuple(learners or (("microcircuit_fa", "microcircuit_wt", "shallow") if quick else tuple(TS_LEARNERS)))
-    phi = act("sacramento_softplus")
-    params = preset(preset_name).as_arrays()
-    sizes = (30, 50, 10)
-    kt, kx, kxt = jax.random.split(jax.random.key(seed), 3)
-    teacher = sacramento_teacher(kt)
-    x = jax.random.uniform(kx, (n_patterns, sizes[0]), minval=-1.0, maxval=1.0)
-    x_test = jax.random.uniform(kxt, (n_test, sizes[0]), minval=-1.0, maxval=1.0)
-    u_trgt, r_test = teacher(x), phi(teacher(x_test))
-    stream = PatternStream(x, u_trgt, t_pres)
-    t1 = n_patterns * t_pres
-    ts = jnp.linspace(0.0, t1, n_snap)
-    seed_keys = jax.random.split(jax.random.key(seed + 1), n_seeds)
-
-    def student(key, prospective):
-        m = Microcircuit.create(
-            sizes, key=key, params=params, activation="sacramento_softplus", output_activation="sacramento_softplus",
-            top_down="random", prospective=prospective, le_iterations=le_iterations,
-        )
-        w1 = jax.random.uniform(jax.random.fold_in(key, 1), m.weights[0].shape, minval=-hidden_scale, maxval=hidden_scale)
-        w2 = jax.random.uniform(jax.random.fold_in(key, 2), m.weights[1].shape, minval=-output_scale, maxval=output_scale)
-        return eqx.tree_at(lambda q: q.weights, m, (w1, w2))
-
-    def run(key, eta_h, transpose, prospective):
-        m = with_weights(student(key, prospective), plastic_weights(student(key, prospective)), transpose).self_predicting()
-        plast = Plasticity(eta_fw=(eta_h, eta_out), eta_ip=eta_lateral, eta_pi=eta_lateral, transpose_top_down=transpose)
-        _, traj = simulate_learning(m, plast, stream, t1=t1, dt=dt, ts=ts, save_fn=_save_plastic, throw=False)
-        return traj.ys
-
-    def evaluate(key, transpose, w):
-        # the free steady state does not depend on LE (u-dot = 0 there): relax the non-prospective circuit
-        m = with_weights(student(key, False), {**plastic_weights(student(key, False)), **w}, transpose)
-        eq = m.equilibrium(x_test, jnp.zeros((n_test, sizes[-1])), jnp.asarray(0.0), tol=1e-7, rtol=1e-6, atol=1e-8, t1=1e4, max_steps=4096, throw=False)
-        err = jnp.mean(jnp.sum((phi(eq.state[0][-1]) - r_test) ** 2, -1))
-        return jnp.where(eq.status == 0, err, jnp.nan)
-
-    start = time.perf_counter()
-    mse = np.full((len(learners), n_seeds, n_snap), np.nan)
-    for prospective in (True, False):
-        names = [n for n in learners if TS_LEARNERS[n][2] == prospective]
-        if not names:
-            continue
-        # every learner with the same coding in one compiled, vmapped solve: (learner, seed) flattened
-        eta_h = jnp.repeat(jnp.asarray([eta_hidden if TS_LEARNERS[n][0] else 0.0 for n in names]), n_seeds)
-        transpose = jnp.repeat(jnp.asarray([1.0 if TS_LEARNERS[n][1] else 0.0 for n in names]), n_seeds)
-        keys = jnp.tile(seed_keys, (len(names),))
-        ys = eqx.filter_jit(eqx.filter_vmap(run, in_axes=(0, 0, 0, None)))(keys, eta_h, transpose, prospective)
-        per_snap = eqx.filter_vmap(evaluate, in_axes=(None, None, 0))
-        errs = eqx.filter_jit(eqx.filter_vmap(per_snap))(keys, transpose, ys)
-        errs = np.asarray(errs).reshape(len(names), n_seeds, n_snap)
-        for i, n in enumerate(names):
-            mse[learners.index(n)] = errs[i]
-    seconds = time.perf_counter() - start
-    baseline = float(jnp.mean(jnp.sum((r_test - r_test.mean(0)) ** 2, -1)))
-    return xr.Dataset(
-        {"test_mse": (("learner", "seed", "time"), mse)},
-        coords={"learner": list(learners), "seed": np.arange(n_seeds), "time": np.asarray(ts) / 1000.0},
-        attrs={
-            "time_unit": "s (simulated)",
-            "patterns": n_patterns,
-            "t_pres_ms": t_pres,
-            "dt_ms": dt,
-            "tau_eff_ms": float(params.tau_hidden),
-            "eta_out": eta_out,
-            "eta_hidden": eta_hidden,
-            "eta_lateral": eta_lateral,
-            "le_iterations": le_iterations,
-            "mse_of_mean_predictor": baseline,
-            "wall_seconds": seconds,
-            "simulated_seconds_per_run": t1 / 1000.0,
-            "seed": seed,
-        },
-    )
+# ----------------------------------------------------------------------------- experiments
 
 
 TS_LABELS = {
@@ -279,43 +131,6 @@ def fig_mc_teacher_student(quick: bool = True, seed: int = 0):
     return fig, ds, {"quick": quick}
 
 
-# ----------------------------------------------------------------------------- digits vs BP
-
-
-DIGITS_LR = {"microcircuit": 3e-2, "microcircuit_bp": 3e-2, "bp": 3e-2}
-
-
-def digits_experiment(*, quick: bool = True, seed: int = 0, epochs: int | None = None, lrs: dict | None = None):
-    """scikit-learn digits, 64-64-10: the microcircuit learner (steady-state ODE inference; random top-down = FA, or
-    top-down = W^T) vs BP, same optimiser (Adam, batch 32). Learning rates (:data:`DIGITS_LR`): each learner's best of
-    {3e-3, 1e-2, 3e-2} after 40 epochs (seed 0)."""
-    from ..data import load_digits
-    from ..learning import train
-    from ..models import get_learner
-
-    data = load_digits(seed=seed)
-    epochs = epochs or (4 if quick else 40)
-    lrs = {**DIGITS_LR, **(lrs or {})}
-    hidden = (64,)
-    runs = {}
-    for name, learner in (
-        ("microcircuit", get_learner("microcircuit", top_down="random")),
-        ("microcircuit_bp", get_learner("microcircuit", top_down="transpose")),
-        ("bp", get_learner("bp", activation="logistic")),
-    ):
-        start = time.perf_counter()
-        _, hist = train(learner, data, hidden=hidden, epochs=epochs, batch_size=32, lr=lrs[name], seed=seed, progress=False)
-        hist.attrs["wall_seconds"] = time.perf_counter() - start
-        runs[name] = hist
-    acc = np.array([runs[k].test_accuracy.values for k in runs])
-    secs = np.array([runs[k].attrs["wall_seconds"] for k in runs])
-    return xr.Dataset(
-        {"test_accuracy": (("learner", "epoch"), acc), "wall_seconds": ("learner", secs), "lr": ("learner", [lrs[k] for k in runs])},
-        coords={"learner": list(runs), "epoch": np.arange(1, epochs + 1)},
-        attrs={"hidden": str(hidden), "batch_size": 32, "optimizer": "adam"},
-    )
-
-
 @register_figure("mc_digits", "scikit-learn digits: microcircuit (FA and W^T top-down) vs backprop")
 def fig_mc_digits(quick: bool = True, seed: int = 0):
     ds = digits_experiment(quick=quick, seed=seed)
@@ -330,152 +145,6 @@ def fig_mc_digits(quick: bool = True, seed: int = 0):
     a.set_title("digits, 64-64-10, Adam, batch 32 (360 test images)", fontsize=9)
     a.legend(fontsize=7)
     return fig, ds, {"quick": quick}
-
-
-# ----------------------------------------------------------------------------- bars: presentation time with and without LE
-
-
-def bars_dataset(low: float = 0.1, high: float = 1.0):
-    """The 3x3 "bars" images of Haider et al. (2021, NeurIPS 34): three horizontal and three vertical bars and the
-    two diagonals (pixels 1 on the bar, 0 elsewhere), three classes; target potentials ``high`` for the class and
-    ``low`` otherwise. Returns ``(x (8, 9), labels (8,), targets (8, 3))``."""
-    images, labels = [], []
-    for i in range(3):
-        h = np.zeros((3, 3))
-        h[i] = 1.0
-        images += [h, h.T]
-        labels += [0, 1]
-    images += [np.eye(3), np.eye(3)[::-1]]
-    labels += [2, 2]
-    order = np.argsort(labels, kind="stable")
-    x = np.array([images[i].ravel() for i in order])
-    labels = np.array(labels)[order]
-    targets = np.full((len(labels), 3), low)
-    targets[np.arange(len(labels)), labels] = high
-    return x, labels, targets
-
-
-def bars_experiment(
-    *,
-    quick: bool = True,
-    seed: int = 0,
-    ratios=None,
-    epochs: int | None = None,
-    n_seeds: int | None = None,
-    steps_per_pattern: int | None = None,
-    eta_hidden: float = 1.0,
-    eta_out: float = 0.5,
-    eta_ip: float = 0.4,
-    n_snap: int = 6,
-    le_iterations: int = 5,
-    activation: str = "softplus",
-    codings=("LE", "standard"),
-    preset_name: str = "bern",
-):
-    r"""Learning the bars task (9-30-3 microcircuit) with patterns presented for ``T_pres``, with and without LE.
-
-    Haider et al. (2021) §5 (microcircuits): the network starts in the SPS, everything learns at every instant
-    (forward weights and W_IP; W_PI and the random top-down B fixed), the output is nudged toward target potentials
-    (1.0 for the class, 0.1 otherwise). The swept variable is ``T_pres / tau_eff``, realised by the membrane time
-    constant (``c_m``) at a fixed ``T_pres`` = 1 time unit, so all ratios run in one vmapped solve; Euler with
-    ``steps_per_pattern`` steps per pattern. Learning rates scale as ``1 / T_pres`` (the per-pattern change is the
-    same for every ratio, as in the reference configurations): ``eta_hidden``, ``eta_out``, ``eta_ip`` per ``T_pres``.
-
-    Measured at ``n_snap`` epochs: the *real-time* validation accuracy (all 8 patterns presented for ``T_pres`` each
-    in a random order without target or plasticity, the output potential averaged over each presentation, the
-    predicted class its argmax; the scored sequence is preceded by one unscored pattern) and the *steady-state*
-    accuracy of the learned weights (output of the relaxed circuit), plus the MSE of the averaged output to the targets.
-    """
-    ratios = np.asarray(ratios if ratios is not None else ((0.5, 1.0, 2.0, 10.0) if quick else (0.2, 0.5, 1.0, 2.0, 5.0, 20.0, 50.0, 100.0)), float)
-    epochs = epochs or (100 if quick else 300)
-    n_seeds = n_seeds or (2 if quick else 4)
-    steps_per_pattern = steps_per_pattern or (25 if quick else 250)
-    x_np, labels, targets = bars_dataset()
-    x, y = jnp.asarray(x_np), jnp.asarray(targets)
-    n_pat = x.shape[0]
-    base = preset(preset_name)
-    g_max = max(float(base.g_hidden), float(base.g_inter), float(base.g_out_free + base.g_som))
-    if steps_per_pattern < 2.5 * g_max / float(base.g_hidden) * ratios.max():
-        raise ValueError(f"steps_per_pattern = {steps_per_pattern} is too few for T_pres/tau = {ratios.max():g} (Euler needs dt/tau <= 0.4)")
-    t_pres, dt = 1.0, 1.0 / steps_per_pattern
-    rng = np.random.default_rng(seed)
-    order = np.concatenate([rng.permutation(n_pat) for _ in range(epochs)])
-    stream = PatternStream(x[order], y[order], t_pres)
-    t1 = len(order) * t_pres
-    snap_epochs = np.unique(np.linspace(0, epochs, n_snap).round().astype(int))
-    ts = jnp.asarray(snap_epochs * n_pat * t_pres, float)
-    val_order = np.concatenate([[rng.integers(n_pat)], rng.permutation(n_pat)])  # first pattern unscored
-    val_stream = PatternStream(x[val_order], None, t_pres)
-    val_ts = jnp.arange(1, len(val_order) * steps_per_pattern + 1) * dt
-    plast = Plasticity(eta_fw=(eta_hidden, eta_out), eta_ip=eta_ip, eta_pi=0.0)
-    frozen = Plasticity()
-    seed_keys = jax.random.split(jax.random.key(seed + 1), n_seeds)
-
-    def circuit(key, ratio, prospective):
-        # tau_eff = c_m / g_hidden = T_pres / ratio
-        params = base.replace(c_m=base.g_hidden * t_pres / ratio).as_arrays()
-        return Microcircuit.create(
-            (9, 30, 3), key=key, params=params, activation=activation, output_activation=activation, weight_scale=1.0, top_down="random",
-            prospective=prospective, le_iterations=le_iterations,
-        )
-
-    def readout(t, y, args):
-        # what the next stage would see: the prospective output potential with LE, the somatic one without
-        model, _, inp, target, nudge = args
-        return model.prospective_potentials(t, y[0], inp, target, nudge)[0][-1]
-
-    def realtime_output(m):
-        _, traj = simulate_learning(m, frozen, val_stream, t1=len(val_order) * t_pres, dt=dt, nudge=0.0, ts=val_ts, save_fn=readout, throw=False)
-        return traj.ys.reshape(len(val_order), steps_per_pattern, -1).mean(1)[1:]
-
-    def run(key, ratio, prospective):
-        m = circuit(key, ratio, prospective)
-        _, traj = simulate_learning(m, plast, stream, t1=t1, dt=dt, ts=ts, save_fn=_save_plastic, throw=False)
-        return traj.ys
-
-    def evaluate(key, ratio, prospective, w):
-        m = circuit(key, ratio, prospective)
-        m = eqx.tree_at(lambda q: (q.weights, q.biases, q.w_ip, q.b_ip, q.w_pi), m, (w["weights"], w["biases"], w["w_ip"], w["b_ip"], w["w_pi"]))
-        out = realtime_output(m)
-        target = y[val_order[1:]]
-        lab = jnp.asarray(labels[val_order[1:]])
-        acc_rt = jnp.mean(jnp.argmax(out, -1) == lab)
-        mse_rt = jnp.mean(jnp.sum((out - target) ** 2, -1))
-        # the steady state depends neither on LE nor on c_m: relax the standard circuit with the preset's c_m
-        plain = dataclasses.replace(m, prospective=False, params=m.params.replace(c_m=jnp.asarray(base.c_m, float)))
-        eq = plain.equilibrium(x, jnp.zeros_like(y), jnp.asarray(0.0), tol=1e-7, rtol=1e-6, atol=1e-8, t1=1e4 * t_pres, max_steps=4096, throw=False)
-        acc_ss = jnp.where(eq.status == 0, jnp.mean(jnp.argmax(eq.state[0][-1], -1) == jnp.asarray(labels)), jnp.nan)
-        return acc_rt, mse_rt, acc_ss
-
-    start = time.perf_counter()
-    codings = tuple(codings)
-    shape = (len(codings), len(ratios), n_seeds, len(snap_epochs))
-    acc_rt, mse_rt, acc_ss = np.zeros(shape), np.zeros(shape), np.zeros(shape)
-    keys = jnp.tile(seed_keys, (len(ratios),))
-    rr = jnp.repeat(jnp.asarray(ratios), n_seeds)
-    for c, prospective in enumerate(coding == "LE" for coding in codings):
-        ys = eqx.filter_jit(eqx.filter_vmap(run, in_axes=(0, 0, None)))(keys, rr, prospective)
-        per_snap = eqx.filter_vmap(evaluate, in_axes=(None, None, None, 0))
-        res = eqx.filter_jit(eqx.filter_vmap(per_snap, in_axes=(0, 0, None, 0)))(keys, rr, prospective, ys)
-        for arr, r in zip((acc_rt, mse_rt, acc_ss), res):
-            arr[c] = np.asarray(r).reshape(len(ratios), n_seeds, len(snap_epochs))
-    seconds = time.perf_counter() - start
-    dims = ("coding", "t_pres_over_tau", "seed", "epoch")
-    coords = {"coding": list(codings), "t_pres_over_tau": ratios, "seed": np.arange(n_seeds), "epoch": snap_epochs}
-    return xr.Dataset(
-        {"accuracy_realtime": (dims, acc_rt), "mse_realtime": (dims, mse_rt), "accuracy_steady_state": (dims, acc_ss)},
-        coords=coords,
-        attrs={
-            "sizes": "9-30-3",
-            "patterns": n_pat,
-            "epochs": epochs,
-            "steps_per_pattern": steps_per_pattern,
-            "eta_per_t_pres": json.dumps(dict(hidden=eta_hidden, out=eta_out, ip=eta_ip, pi=0.0)),
-            "le_iterations": le_iterations,
-            "wall_seconds": seconds,
-            "seed": seed,
-        },
-    )
 
 
 @register_figure("mc_bars", "Bars task (Haider et al. 2021): with LE the microcircuit learns at T_pres ~ tau; without LE it needs T_pres >> tau")

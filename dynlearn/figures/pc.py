@@ -20,8 +20,8 @@ def fig_pc_bp_limit(quick: bool = True, seed: int = 0):
         b.loglog(ds.gamma, sel.relative_error, "o-", ms=3, label=f"layer {layer} (slope {float(sel.slope):.3f})")
     slope_guide(b, ds.gamma.values, float(ds.relative_error.isel(layer=0).values[0]) * 0.5, 1.0)
     slope_guide(a, ds.gamma.values, max(float((1 - ds.cosine).isel(layer=0).values[0]) * 0.5, 1e-300), 2.0)
-    a.set(xlabel="output nudge γ", ylabel="1 − cos(ΔW/γ, −∇W L)")
-    b.set(xlabel="output nudge γ", ylabel="‖ΔW/γ + ∇W L‖ / ‖∇W L‖")
+    a.set(xlabel="output nudge γ", ylabel="1 − cos(∂E/∂W / γ, ∇W L)")
+    b.set(xlabel="output nudge γ", ylabel="‖∂E/∂W / γ − ∇W L‖ / ‖∇W L‖")
     verdict_title(a, "PC → BP as γ → 0: angle", r.passed)
     verdict_title(b, "relative error is O(γ)", r.passed)
     a.legend(fontsize=8)
@@ -84,7 +84,7 @@ def fig_pc_fixed_prediction(quick: bool = True, seed: int = 0):
     width = 0.35
     layers = ds.layer.values
     b.bar(layers - width / 2, ds.error_vs_delta.max("seed"), width, label="‖ε_l + δ_l‖/‖δ_l‖")
-    b.bar(layers + width / 2, ds.update_vs_bp.max("seed"), width, label="‖ΔW_l + ∇L‖/‖∇L‖")
+    b.bar(layers + width / 2, ds.update_vs_bp.max("seed"), width, label="‖update_l − ∇L‖/‖∇L‖")
     b.set_yscale("log")
     b.axhline(1e-10, color="r", ls="--", lw=1, label="tolerance 1e-10")
     b.set(xlabel="layer", ylabel="relative error (after Newton polish)", xticks=layers)
@@ -97,19 +97,19 @@ def fig_pc_fixed_prediction(quick: bool = True, seed: int = 0):
 def fig_pc_digits(quick: bool = True, seed: int = 0):
     from ..data import load_digits
     from ..learning import train
-    from ..models import get_learner
+    from ..rules import get_learner
 
     config = dict(hidden=(64, 64), epochs=8, lr=3e-3, batch_size=64) if quick else dict(hidden=(128, 128), epochs=30, lr=3e-3, batch_size=64)
     data = load_digits()
     pc = get_learner("pc")
-    learners = {"pc": pc, "pc/clamped": get_learner("pc", rule="clamped"), "bp": get_learner("bp", activation=pc.defaults["activation"])}
+    learners = {"pc": pc, "pc/clamped": get_learner("pc/clamped"), "bp": get_learner("bp", activation=pc.defaults["activation"])}
     hist = {name: train(learner, data, seed=seed, progress=False, **config)[1] for name, learner in learners.items()}
     names = list(learners)
     ds = xr.concat([hist[n].test_accuracy for n in names], dim="learner").to_dataset(name="test_accuracy")
     ds = ds.assign_coords(learner=names)
     ds["seconds_per_epoch"] = ("learner", [float(hist[n].seconds[1:].mean()) for n in names])
     fig, (a,) = new_figure(1, width=4.6)
-    labels = {"pc": f"PC, output nudged (γ = {pc.defaults['gamma']:g})", "pc/clamped": "PC, output clamped", "bp": "BP"}
+    labels = {"pc": f"PC, output nudged (γ = {pc.defaults['nudge']:g})", "pc/clamped": "PC, output clamped", "bp": "BP"}
     for name in names:
         acc = ds.test_accuracy.sel(learner=name)
         a.plot(ds.epoch, 100 * acc, "o-", ms=3, label=f"{labels[name]}: {100 * float(acc[-1]):.1f}%")

@@ -1,6 +1,5 @@
-"""Models: energies and vector fields over neural state, plus the learners that train them."""
+"""Models: energies and vector fields over neural state (the protocol is in :mod:`dynlearn.models.base`)."""
 
-from .base import DynamicalModel, EnergyModel, equilibrium
-from .registry import Learner, get_learner, learner_names, register_learner
+from .base import Data, DynamicalModel, EnergyModel, equilibrium
 
-__all__ = ["DynamicalModel", "EnergyModel", "equilibrium", "Learner", "get_learner", "learner_names", "register_learner"]
+__all__ = ["Data", "DynamicalModel", "EnergyModel", "equilibrium"]

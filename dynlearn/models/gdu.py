@@ -17,6 +17,10 @@ with :math:`\ell = \tfrac12\|s_{\text{out}} - y\|^2`. EP's neural and weight upd
 tend, as :math:`\beta\to 0`, to minus the BPTT gradients :math:`\nabla_s(t) = \partial L/\partial s_{T-t}` and
 :math:`\nabla_\theta(t) = \partial L/\partial\theta_{T-t}` (per-step parameter copies) of :math:`L = \ell(s_T)`,
 for every :math:`t` (the GDU property), when the last steps of the free phase sit at :math:`s^*`.
+
+As a :class:`~dynlearn.models.DynamicalModel` the map is the flow :math:`\dot s = \partial\Phi/\partial s - s`, whose
+steady states are the map's fixed points; :func:`fixed_point` reaches them through :func:`dynlearn.models.equilibrium`.
+The nudge :math:`\beta` of the paper is an argument of :func:`ep_steps` (``nudges``).
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
-from ..dynamics import Equilibrium, polish
+from ..config import NEWTON, RelaxConfig
+from ..dynamics import Equilibrium
+from .base import Data, DynamicalModel, equilibrium
 
 
-class PrototypicalRNN(eqx.Module):
+class PrototypicalRNN(DynamicalModel):
     r"""The prototypical setting: :math:`\Phi(x, s) = \sum_i \log\cosh((Ws + Ux + b)_i)`, ``n_out`` output units
     (the last entries of ``s``). ``W`` is ``(m, n)``, ``U`` is ``(m, n_in)``, ``b`` is ``(m,)``; the state is ``(n,)``."""
 
@@ -41,10 +47,6 @@ class PrototypicalRNN(eqx.Module):
     @property
     def params(self):
         return (self.W, self.U, self.b)
-
-    def with_params(self, params):
-        W, U, b = params
-        return eqx.tree_at(lambda m: (m.W, m.U, m.b), self, (W, U, b))
 
     def primitive(self, x, s, params=None) -> Array:
         r""":math:`\Phi(x, s, \theta)`."""
@@ -63,10 +65,12 @@ class PrototypicalRNN(eqx.Module):
     def loss(self, s, y) -> Array:
         return 0.5 * jnp.sum((s[-self.n_out :] - y) ** 2)
 
-    def fixed_point_field(self, t, s, args):
-        """``Φ'(s) - s``: zero at a fixed point of the map (used to polish with Newton)."""
-        (x,) = args
-        return self.transition(x, s) - s
+    def vector_field(self, t, s, data: Data):
+        """``Φ'(s) - s``: zero at a fixed point of the map."""
+        return self.transition(data.x, s) - s
+
+    def init_state(self, data: Data) -> Array:
+        return jnp.zeros(self.W.shape[1], self.W.dtype)
 
 
 def init_prototypical(key, n_in: int, n_hidden: int, n_out: int, *, w_norm: float = 0.9, u_scale: float = 1.0, b_scale: float = 0.1) -> PrototypicalRNN:
@@ -80,15 +84,12 @@ def init_prototypical(key, n_in: int, n_hidden: int, n_out: int, *, w_norm: floa
     return PrototypicalRNN(W, U, b, n_out)
 
 
-def free_phase(model: PrototypicalRNN, x, *, steps: int = 200, polish_tol: float | None = 1e-12) -> Equilibrium:
-    """Iterate the map ``steps`` times from ``s = 0``, then (unless ``polish_tol`` is None) polish the fixed point
-    with Newton to residual ``polish_tol``. Raises :class:`dynlearn.NotConvergedError` if it is not reached."""
-    s0 = jnp.zeros(model.W.shape[1], model.W.dtype)
-    s = _iterate(model, x, s0, steps)
-    if polish_tol is None:
-        res = jnp.max(jnp.abs(model.fixed_point_field(0.0, s, (x,))))
-        return Equilibrium(s, res, jnp.asarray(float(steps)), jnp.asarray(steps), jnp.asarray(0))
-    return polish(model.fixed_point_field, s, (x,), tol=polish_tol, name="PrototypicalRNN")
+def fixed_point(model: PrototypicalRNN, x, *, steps: int = 200, config: RelaxConfig = NEWTON) -> Equilibrium:
+    """The free phase: iterate the map ``steps`` times from ``s = 0``, then relax the flow ``Φ'(s) - s`` from there
+    with :func:`~dynlearn.models.equilibrium` (``NEWTON``: Newton-polished to residual 1e-12). Raises
+    :class:`dynlearn.NotConvergedError` if the fixed point is not reached."""
+    data = Data(x)
+    return equilibrium(model, data, config, state0=_iterate(model, x, model.init_state(data), steps))
 
 
 @eqx.filter_jit
@@ -124,9 +125,9 @@ def bptt_steps(model: PrototypicalRNN, x, y, s_star, K: int):
 
 
 @eqx.filter_jit
-def ep_steps(model: PrototypicalRNN, x, y, s_star, betas, K: int):
+def ep_steps(model: PrototypicalRNN, x, y, s_star, nudges, K: int):
     r"""EP's updates :math:`\Delta^{EP}_s(\beta, t)` and :math:`\Delta^{EP}_\theta(\beta, t)` for ``t = 0..K-1`` and every
-    ``betas[k]``: shapes ``(B, K, n)`` and ``(W, U, b)`` with leading ``(B, K)`` axes."""
+    nudge ``nudges[k]`` (the paper's β): shapes ``(B, K, n)`` and ``(W, U, b)`` with leading ``(B, K)`` axes."""
 
     def one(beta):
         def step(s, _):
@@ -140,7 +141,7 @@ def ep_steps(model: PrototypicalRNN, x, y, s_star, betas, K: int):
         d_theta = jax.tree.map(lambda p: (p[1:] - p[:-1]) / beta, phis)
         return d_s, d_theta
 
-    return jax.vmap(one)(jnp.asarray(betas))
+    return jax.vmap(one)(jnp.asarray(nudges))
 
 
-__all__ = ["PrototypicalRNN", "bptt_steps", "ep_steps", "free_phase", "init_prototypical"]
+__all__ = ["PrototypicalRNN", "bptt_steps", "ep_steps", "fixed_point", "init_prototypical"]

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from ..networks import Network
-from .base import DynamicalModel
+from .base import Data, DynamicalModel
 
 
 def prospective(field, t, y, args, tau):
@@ -46,19 +46,18 @@ def prospective(field, t, y, args, tau):
 
 
 class StepInput(eqx.Module):
-    """An input that steps from ``x0`` to ``x1`` at ``t_step``: ``x(t) = x0`` for ``t < t_step``, else ``x1``."""
+    """An input stream that steps from ``x0`` to ``x1`` at ``t_step``: ``input(t) = x0`` for ``t < t_step``, else ``x1``
+    (no target). Pass it as ``Data(None, stream=StepInput(...))``."""
 
     x0: Array
     x1: Array
     t_step: float = 0.0
 
-    def __call__(self, t):
+    def input(self, t):
         return jnp.where(t < self.t_step, self.x0, self.x1)
 
-
-def input_at(x, t):
-    """``x(t)`` for a time-dependent input module (anything callable), else ``x`` itself."""
-    return x(t) if callable(x) else x
+    def target(self, t):
+        return None
 
 
 def _check_tau(tau, what="tau"):
@@ -74,9 +73,9 @@ class LayeredLE(DynamicalModel):
     .. math::  \tau\,\dot u_l = -u_l + W_l\,\varphi_{l-1}(\breve u_{l-1}) + b_l,
        \qquad \breve u_l = u_l + p\,\tau\,\dot u_l ,
 
-    The state is ``(u_1, ..., u_L)``; the input ``x`` is an array or a callable ``x(t)`` (e.g.
-    :class:`StepInput`). ``prospective = p``: 1 is Latent Equilibrium, 0 the standard (non-prospective)
-    network; it is an array leaf, so both variants run in one compiled, vmapped solve.
+    The state is ``(u_1, ..., u_L)``; the input is ``data.inputs(t)``: ``data.x``, or a stream such as
+    :class:`StepInput`. There is no target and no nudging. ``prospective = p``: 1 is Latent Equilibrium, 0 the
+    standard (non-prospective) network; it is an array leaf, so both variants run in one compiled, vmapped solve.
     """
 
     network: Network
@@ -90,14 +89,14 @@ class LayeredLE(DynamicalModel):
     def name(self) -> str:
         return f"LayeredLE(sizes={self.network.sizes}, tau={self.tau})"
 
-    def init_state(self, x) -> tuple[Array, ...]:
-        """The equilibrium for the input ``x(0)``: the feedforward pass (standard and LE agree there)."""
-        return tuple(self.network.forward(input_at(x, 0.0))[1:])
+    def init_state(self, data: Data) -> tuple[Array, ...]:
+        """The equilibrium for the input at ``t = 0``: the feedforward pass (standard and LE agree there)."""
+        return tuple(self.network.forward(data.inputs(0.0))[1:])
 
-    def vector_field(self, t, state, x):
+    def vector_field(self, t, state, data: Data):
         r""":math:`\dot u_l = (-u_l + W_l\varphi(\breve u_{l-1}) + b_l)/\tau`, computed bottom-up so that each
         :math:`\breve u_{l-1}` comes exactly from the already computed :math:`\dot u_{l-1}`."""
-        rate_source = input_at(x, t)
+        rate_source = data.inputs(t)
         out = []
         for l, u in enumerate(state, start=1):
             du = (self.network.predict_layer(l, rate_source) - u) / self.tau
@@ -105,11 +104,11 @@ class LayeredLE(DynamicalModel):
             rate_source = u + self.prospective * self.tau * du
         return tuple(out)
 
-    def prospective_state(self, t, state, x) -> tuple[Array, ...]:
+    def prospective_state(self, t, state, data: Data) -> tuple[Array, ...]:
         r""":math:`\breve u = u + \tau\,\dot u` for every layer, with :math:`\dot u` from :meth:`vector_field`."""
-        return prospective(lambda t, y, a: self.vector_field(t, y, x), t, state, None, self.tau)
+        return prospective(lambda t, y, a: self.vector_field(t, y, data), t, state, None, self.tau)
 
-    def readout(self, t, state, x) -> Array:
+    def readout(self, t, state, data: Data) -> Array:
         """The output the next stage sees: :math:`\\breve u_L` (LE) or :math:`u_L` (standard), blended by ``prospective``."""
-        hat = self.prospective_state(t, state, x)[-1]
+        hat = self.prospective_state(t, state, data)[-1]
         return state[-1] + self.prospective * (hat - state[-1])

@@ -1,0 +1,97 @@
+"""One generic registry: checks, figures and learners are each an instance.
+
+A registry fills itself on first use by importing every module of its packages (recursively), so a new model
+family or rule adds files and edits none: the module's ``@REGISTRY.register(name)`` decorator is its entry.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+from .errors import UnknownNameError
+
+T = TypeVar("T")
+
+#: families in the order users meet them; the order in which checks and figures are listed
+FAMILY_ORDER = ("pc", "ep", "feedback", "pal", "microcircuit")
+
+
+def import_modules(package: str, skip: tuple[str, ...] = ()) -> None:
+    """Import every public module of ``package`` and its subpackages except ``skip``: the families of
+    :data:`FAMILY_ORDER` first, in that order, then the rest by name."""
+    pkg = importlib.import_module(package)
+    found = [
+        m.name for m in pkgutil.walk_packages(pkg.__path__, prefix=f"{package}.")
+        if not any(part.startswith("_") for part in m.name.split(".")) and m.name.rsplit(".", 1)[-1] not in skip
+    ]
+    rank = {name: i for i, name in enumerate(FAMILY_ORDER)}
+
+    def order(name: str):
+        first = name[len(package) + 1 :].split(".")[0]
+        return (rank.get(first, len(rank)), name)
+
+    for name in sorted(found, key=order):
+        importlib.import_module(name)
+
+
+class Registry(Generic[T]):
+    """Named entries of one kind, discovered by importing ``packages``.
+
+    >>> CHECKS = Registry("check", ("dynlearn.theorems",))       # doctest: +SKIP
+    >>> @CHECKS.register("pc_bp_limit")                           # doctest: +SKIP
+    ... def pc_bp_limit(**config): ...
+    """
+
+    def __init__(self, kind: str, packages: tuple[str, ...], skip: tuple[str, ...] = ()):
+        self.kind = kind
+        self.packages = packages
+        self.skip = skip
+        self._entries: dict[str, T] = {}
+        self._loaded = False
+
+    def register(self, name: str, entry: T | None = None) -> Callable[[T], T] | T:
+        """Register ``entry`` under ``name``; without ``entry``, a decorator that registers what it decorates."""
+
+        def add(item: T) -> T:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._entries[name] = item
+            return item
+
+        return add if entry is None else add(entry)
+
+    def _load(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            for package in self.packages:
+                import_modules(package, self.skip)
+
+    def __getitem__(self, name: str) -> T:
+        self._load()
+        try:
+            return self._entries[name]
+        except (KeyError, TypeError):
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {', '.join(self._entries)}") from None
+
+    def __contains__(self, name: object) -> bool:
+        self._load()
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        self._load()
+        return iter(list(self._entries))
+
+    def __len__(self) -> int:
+        self._load()
+        return len(self._entries)
+
+    def names(self) -> list[str]:
+        self._load()
+        return list(self._entries)
+
+    def items(self) -> list[tuple[str, T]]:
+        self._load()
+        return list(self._entries.items())
