@@ -17,11 +17,13 @@ from .errors import (  # noqa: E402
     DynlearnError,
     NonFiniteError,
     NotConvergedError,
+    OutputPathError,
     ShapeError,
     UnknownNameError,
 )
 from .models.base import Data, DynamicalModel, EnergyModel, equilibrium  # noqa: E402
 from .networks import Network, init_network, lenet5  # noqa: E402
+from .runs import load_run  # noqa: E402
 
 __all__ = [
     "DEFAULT",
@@ -39,6 +41,7 @@ __all__ = [
     "Network",
     "NonFiniteError",
     "NotConvergedError",
+    "OutputPathError",
     "RelaxConfig",
     "ShapeError",
     "Trajectory",
@@ -46,6 +49,7 @@ __all__ = [
     "equilibrium",
     "init_network",
     "lenet5",
+    "load_run",
     "polish",
     "relax",
     "simulate",

@@ -41,9 +41,44 @@ def _fmt(value: float) -> str:
     return f"{value:.10g}" if 0.999 < abs(value) < 1 else f"{value:.6g}"
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
+def _fail(message: str, code: int = 2) -> None:
+    """One line on stderr and exit ``code`` (2: the command was used wrongly, 1: it failed while running)."""
+    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
+    raise typer.Exit(code)
+
+
+_DEBUG = {"on": bool(os.environ.get("DYNLEARN_DEBUG"))}
+
+
+@app.callback()
+def _options(debug: Annotated[bool, typer.Option("--debug", help="show the full traceback of an error instead of one line")] = False) -> None:
+    _DEBUG["on"] = debug or bool(os.environ.get("DYNLEARN_DEBUG"))
+
+
+def _handled(command):
+    """Run ``command`` turning every :class:`dynlearn.DynlearnError` into one line on stderr with exit code 2 (usage:
+    a bad argument, name or path) or 1 (runtime: no convergence, divergence, missing data), and any other exception
+    into one line with exit code 1; ``dynlearn --debug`` (or ``DYNLEARN_DEBUG=1``) re-raises instead."""
+    import functools
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        from .errors import USAGE_ERRORS, DynlearnError
+
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except DynlearnError as e:
+            if _DEBUG["on"]:
+                raise
+            _fail(f"{e} ({type(e).__name__})" if not isinstance(e, USAGE_ERRORS) else str(e), 2 if isinstance(e, USAGE_ERRORS) else 1)
+        except Exception as e:  # noqa: BLE001 - a bug: still one line, the traceback with --debug
+            if _DEBUG["on"]:
+                raise
+            _fail(f"internal error {type(e).__name__}: {e} (rerun with dynlearn --debug for the traceback)", 1)
+
+    return run
 
 
 @app.command("list")
@@ -70,6 +105,8 @@ def _parse_hidden(hidden: str) -> tuple[int, ...]:
         sizes = tuple(int(h) for h in hidden.split(",") if h.strip())
     except ValueError:
         _fail(f"--hidden must be comma-separated layer widths such as 128,128, got {hidden!r}")
+    if not sizes:
+        _fail(f"--hidden must name at least one hidden layer width such as 128,128, got {hidden!r}")
     if any(s <= 0 for s in sizes):
         _fail(f"--hidden widths must be positive, got {hidden!r}")
     return sizes
@@ -83,18 +120,22 @@ def _learner_name(model: str | None, rule: str | None) -> str:
 
 
 @app.command()
+@_handled
 def train(
     model: Annotated[Optional[str], typer.Option(help="model: pc, bp, ep, pal, microcircuit, ... (see `dynlearn list`)")] = None,
     rule: Annotated[Optional[str], typer.Option(help="learning rule: a rule of --model (ep: one_sided|symmetric|holomorphic), or alone a feedforward rule (bp, fa, dfa, kp, wm, usf, brsf, frsf)")] = None,
     data: Annotated[str, typer.Option(help="digits (built in), fashion_mnist (Debian package dataset-fashion-mnist) or teacher_student")] = "digits",
     hidden: Annotated[str, typer.Option(help="hidden layer widths, comma-separated")] = "128,128",
-    epochs: Annotated[int, typer.Option(min=1, help="passes over the training set")] = 20,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="passes over the training set (default 20; with --resume: the run's own)")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="samples per update")] = 64,
-    lr: Annotated[Optional[float], typer.Option(help="learning rate (default: the learner's own, see `dynlearn list`)")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="learning rate, finite and > 0 (default: the learner's own, see `dynlearn list`)")] = None,
     optimizer: Annotated[str, typer.Option(help="adam, adamw, sgd, momentum or rmsprop (in Python, train() takes any optax optimiser)")] = "adam",
-    seed: Annotated[int, typer.Option(help="seed for initialisation and batch order")] = 0,
-    compare_bp: Annotated[bool, typer.Option(help="also train backprop on the same network and data, and report both")] = True,
-    out: Annotated[Path, typer.Option(help="folder for checkpoints (params.eqx) and history (history.nc), written every epoch")] = Path("runs"),
+    seed: Annotated[int, typer.Option(min=0, max=2**31 - 1, help="seed for initialisation and batch order")] = 0,
+    compare_bp: Annotated[bool, typer.Option(help="also train backprop on the same network and data (in OUT/NAME-bp), and report both")] = True,
+    out: Annotated[Path, typer.Option(help="folder of the run folders")] = Path("runs"),
+    name: Annotated[Optional[str], typer.Option(help="run folder name (default: <learner>-<UTC time>-<config hash>)")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="continue the run in this folder from its last checkpoint (its config.json gives every option)")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(min=1, help="also checkpoint every N steps (default: after every epoch)")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Train a model on a data set and report test accuracy (and backprop's, on the same network).
@@ -102,49 +143,41 @@ def train(
     \b
     Examples:
       dynlearn train --model pc --data digits --epochs 20
-      dynlearn train --model ep --rule symmetric
+      dynlearn train --model ep --rule symmetric --name ep-sym
       dynlearn train --rule fa --data fashion_mnist
-    Checkpoints and the per-epoch history go to OUT/<model>[-<rule>]/ after every epoch.
+      dynlearn train --resume runs/ep-sym --epochs 40
+    Each run gets its own folder OUT/NAME with config.json and an atomic checkpoint after every epoch
+    (params, optimiser and rule state, position, history.nc); --resume continues it bit-identically.
     """
-    from .data import DataUnavailableError, load
-    from .errors import DynlearnError
-    from .learning import train as run_train
+    from . import validation
+    from ._cli_train import _default_name, _resumed_options, _train_one, _train_table
+    from .data import load
+    from .learning import make_optimizer
     from .rules import get_learner
 
+    if resume is not None:
+        opts = _resumed_options(resume, epochs)
+        model, rule, data, hidden, batch_size = opts["model"], opts["rule"], opts["data"], opts["hidden"], opts["batch_size"]
+        lr, optimizer, seed, checkpoint_every, epochs, compare_bp = opts["lr"], opts["optimizer"], opts["seed"], opts["checkpoint_every"], opts["epochs"], False
+    epochs = 20 if epochs is None else epochs
     if model is None and rule is None:
         _fail("give --model (e.g. --model pc) or --rule (e.g. --rule fa); `dynlearn list` shows the names")
     sizes = _parse_hidden(hidden)
-    try:
-        learner = get_learner(_learner_name(model, rule))
-        dataset = load(data)
-    except DataUnavailableError as e:
-        _fail(str(e))
-    except (DynlearnError, TypeError) as e:
-        _fail(str(e))
+    learner = get_learner(_learner_name(model, rule))
+    lr = learner.defaults.get("lr", 1e-3) if lr is None else lr
+    make_optimizer(optimizer, lr)  # names and lr checked before any work
+    if resume is None:
+        validation.output_dir(out, "--out")
+    dataset = load(data)
     activation = learner.defaults.get("activation")
     reference = get_learner("bp", **({"activation": activation} if activation else {}))
-    runs = [learner] + ([reference] if compare_bp and learner.name != "bp" else [])
-    lr = learner.defaults.get("lr", 1e-3) if lr is None else lr
-    con = _console()
-    rows = []
-    for lrn in runs:
-        folder = out / lrn.name.replace("/", "-")
-        try:
-            _, hist = run_train(
-                lrn, dataset, hidden=sizes, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed, progress=progress, checkpoint_dir=folder
-            )
-        except DynlearnError as e:
-            _fail(str(e))
-        metric = "test_accuracy" if "test_accuracy" in hist else "test_mse"
-        rows.append((lrn.name, float(hist[metric][-1]), float(hist[metric].max()), float(hist.seconds[1:].mean()) if epochs > 1 else float(hist.seconds[0]), folder))
-    from rich.table import Table
-
-    table = Table(title=f"{data}, network {dataset.n_features}-{'-'.join(map(str, sizes))}-{dataset.n_outputs}, {epochs} epochs")
-    for col in ("learner", metric.replace("_", " ") + " (last)", "best", "s/epoch", "saved in"):
-        table.add_column(col)
-    for name, last, best, sec, folder in rows:
-        table.add_row(name, f"{last:.4f}", f"{best:.4f}", f"{sec:.3f}", str(folder))
-    con.print(table)
+    cli = {"model": model, "rule": rule, "data": data, "hidden": hidden, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+           "optimizer": optimizer, "seed": seed, "checkpoint_every": checkpoint_every}
+    folder = resume if resume is not None else out / (name or _default_name(learner, cli))
+    runs = [(learner, folder)] + ([(reference, folder.with_name(folder.name + "-bp"))] if compare_bp and learner.name != "bp" else [])
+    rows = [_train_one(lrn, dataset, sizes, dict(cli, model=lrn.name if lrn is reference else model, rule=None if lrn is reference else rule), f, resume is not None, progress)
+            for lrn, f in runs]
+    _train_table(data, dataset, sizes, epochs, rows)
 
 
 def _check_table(results, title: str):
@@ -172,6 +205,7 @@ def _check_table(results, title: str):
 
 
 @app.command()
+@_handled
 def check(
     names: Annotated[Optional[list[str]], typer.Argument(help="checks to run (default: all; see `dynlearn list`)")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="small configurations (seconds each) instead of paper scale")] = False,
@@ -185,11 +219,15 @@ def check(
     compares it with the prediction at a stated tolerance; `theory/<check>.md` explains each one.
     The exit code is 1 if any check fails.
     """
-    from .errors import DynlearnError
+    from . import validation
     from .results import atomic_write
     from .theorems import checks, run_checks
 
     start = time.perf_counter()
+    if json_path is not None:
+        validation.output_file(json_path, "--json")
+    if figs is not None:
+        validation.output_dir(figs, "--figs")
     available = checks()
     selected = list(names) if names else [n for n, c in available.items() if family is None or c.family == family]
     unknown = [n for n in selected if n not in available]
@@ -197,10 +235,7 @@ def check(
         _fail(f"unknown check(s) {', '.join(unknown)}; known: {', '.join(available)}")
     if not selected:
         _fail(f"no checks in family {family!r}")
-    try:
-        results = run_checks(selected, quick=quick, progress=True)
-    except DynlearnError as e:
-        _fail(str(e))
+    results = run_checks(selected, quick=quick, progress=True)
     if json_path is not None:
         payload = json.dumps([r.to_json() for r in results], indent=2)
         atomic_write(json_path, lambda tmp: Path(tmp).write_text(payload))
@@ -241,18 +276,23 @@ def _make_figures(names, quick: bool, out: Path):
 
 
 @app.command()
+@_handled
 def figs(
     names: Annotated[Optional[list[str]], typer.Argument(help="figures to make (default: all; see `dynlearn list`)")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="quick configurations instead of paper scale")] = False,
     out: Annotated[Path, typer.Option(help="output folder: NAME.png and NAME.nc (data with provenance) per figure")] = Path("figures"),
 ) -> None:
     """Regenerate figures: each is a PNG plus the plotted data as netCDF, with versions, seed and config."""
+    from . import validation
+
+    validation.output_dir(out, "--out")
     start = time.perf_counter()
     made = _make_figures(names, quick, out)
     _console().print(f"[bold]{len(made)} figures written to {out}[/bold] ({time.perf_counter() - start:.0f} s)")
 
 
 @app.command()
+@_handled
 def docs(
     json_path: Annotated[Path, typer.Option("--json", help="results of `dynlearn check --quick --json PATH`")] = Path("theory/checks.json"),
     theory: Annotated[Path, typer.Option(help="folder of the theory pages")] = Path("theory"),
@@ -267,6 +307,61 @@ def docs(
         _fail(f"--theory {theory} is not a folder")
     changed = write_pages(theory, json_path)
     typer.echo(f"{len(changed)} theory page(s) updated from {json_path}")
+
+
+SWEEP_HELP = """Run a sweep: a grid and/or list over the parameters of a check, a training run or a figure, times seeds.
+
+Points are written to OUT one by one as they finish (a kill loses only the points running); running the same
+command again computes only the missing points (and retries failed ones). The result is ONE xarray Dataset with a
+dimension per swept parameter, in OUT/result.zarr; in Python: dynlearn.results.open_result(OUT).
+
+\b
+CONFIG.toml, by example:
+  [run]
+  kind = "check"              # check | train | figure
+  name = "pc_feedforward"     # a registered check or figure (train: a learner), see `dynlearn list`
+  quick = true                # start from the check's/figure's quick configuration
+  seeds = [0, 1, 2, 3]        # dimension "seed"
+  [params]                    # fixed for every point
+  n_times = 11
+  [grid]                      # outer product, one dimension per key
+  t_end = [20.0, 40.0, 60.0]
+  [zip]                       # optional: equal-length lists zipped along dimension "case"
+  batch = [2, 4]
+  sizes = [[5, 10, 3], [5, 20, 3]]
+\b
+kind = "train": parameters learner (grid value "*" = every registered learner but [run] exclude), data, hidden,
+epochs, batch_size, lr, optimizer, train_fraction, prune (levels), prune_min_fraction, noise (sigmas), n_test.
+Shipped: dynlearn sweep holistic_quick (the BP-vs-bio comparison of Gupta et al.; holistic_full at scale).
+\b
+Examples:
+  dynlearn sweep my_sweep.toml --out sweeps/mine
+  dynlearn sweep my_sweep.toml --executor processes --workers 4
+  dynlearn sweep my_sweep.toml --scheduler tcp://10.0.0.1:8786      # a dask.distributed cluster
+"""
+
+
+@app.command("sweep", help=SWEEP_HELP)
+@_handled
+def sweep(
+    config: Annotated[str, typer.Argument(help="a sweep TOML file, or the name of a shipped one (holistic_quick, holistic_full)")],
+    out: Annotated[Optional[Path], typer.Option(help="store folder (default: sweeps/<config name>)")] = None,
+    executor: Annotated[str, typer.Option(help="inprocess, processes (a local process pool) or dask (needs --scheduler)")] = "inprocess",
+    scheduler: Annotated[Optional[str], typer.Option(help="dask.distributed scheduler address, e.g. tcp://host:8786 (implies --executor dask)")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="processes of --executor processes (default: CPU count)")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="no progress bar; only the summary line")] = False,
+) -> None:
+    from .sweep import run_sweep, shipped_config
+
+    path = Path(config)
+    if not path.exists() and not config.endswith(".toml"):
+        path = shipped_config(config)
+    out = out if out is not None else Path("sweeps") / path.stem
+    summary = run_sweep(path, out, executor=executor, scheduler=scheduler, workers=workers, quiet=quiet)
+    typer.echo(summary.line())
+    if summary.failed:
+        typer.echo(f"{summary.failed} point(s) failed; their errors are in {out}/failed/ and the result's `error` variable", err=True)
+        raise typer.Exit(1)
 
 
 def main() -> None:  # pragma: no cover - entry point

@@ -84,21 +84,17 @@ class RelaxConfig(eqx.Module):
     throw: bool = eqx.field(static=True, default=True)
 
     def __check_init__(self):
+        from .validation import integer, number
+
         get_solver(self.solver)
         for name in ("tol", "rtol", "atol", "polish_tol"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise ConfigError(f"RelaxConfig.{name} must be a finite number >= 0, got {v!r}")
-        if not (isinstance(self.t1, (int, float)) and math.isfinite(self.t1) and self.t1 > 0):
-            raise ConfigError(f"RelaxConfig.t1 must be a finite time > 0, got {self.t1!r}")
-        if self.dt0 is not None and not (isinstance(self.dt0, (int, float)) and math.isfinite(self.dt0) and 0 < self.dt0 <= self.t1):
-            raise ConfigError(f"RelaxConfig.dt0 must be in (0, t1 = {self.t1:g}] or None, got {self.dt0!r}")
+            number(f"RelaxConfig.{name}", getattr(self, name), low=0.0)
+        number("RelaxConfig.t1 (a time)", self.t1, low=0.0, low_open=True)
+        number("RelaxConfig.dt0 (or None)", self.dt0, low=0.0, low_open=True, high=self.t1, allow_none=True)
         for name in ("max_steps", "polish_max_steps"):
-            v = getattr(self, name)
-            if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
-                raise ConfigError(f"RelaxConfig.{name} must be an integer >= 1, got {v!r}")
-        if not (isinstance(self.bound, (int, float)) and self.bound > 0):
-            raise ConfigError(f"RelaxConfig.bound must be > 0, got {self.bound!r}")
+            integer(f"RelaxConfig.{name}", getattr(self, name), low=1)
+        if isinstance(self.bound, bool) or not isinstance(self.bound, (int, float)) or not self.bound > 0:
+            raise ConfigError(f"RelaxConfig.bound must be a number > 0 (inf: no bound), got {self.bound!r}")
         if self.controller is not None and not isinstance(self.controller, diffrax.AbstractStepSizeController):
             raise ConfigError(f"RelaxConfig.controller must be a diffrax step-size controller or None, got {self.controller!r}")
 

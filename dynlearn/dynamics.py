@@ -29,11 +29,11 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
+from . import steady_state
 from .config import DEFAULT, RelaxConfig, get_solver
 from .errors import DivergedError, NotConvergedError
-
-# status codes of an Equilibrium
-CONVERGED, NOT_STEADY, MAX_STEPS, DIVERGED = 0, 1, 2, 3
+from . import validation as _validation
+from .status import _SINKS, CONVERGED, DIVERGED, MAX_STEPS, NOT_STEADY, StatusSink, collect_status, status_error  # noqa: F401
 
 
 def max_norm(tree: PyTree) -> Float[Array, ""]:
@@ -86,58 +86,67 @@ def _status_messages(name: str, tol) -> list[str]:
 def raise_for_status(eq: Equilibrium, name: str = "model", tol: float | None = None) -> Equilibrium:
     """Raise :class:`NotConvergedError` / :class:`DivergedError` unless ``eq`` converged.
 
-    With concrete values the message gives the time reached, the residual and the step count; inside
-    ``jit`` it becomes an :func:`equinox.error_if` runtime check with a fixed message.
+    With concrete values the message gives the time reached, the residual and the step count. Inside ``jit`` the
+    status is recorded by an enclosing :func:`collect_status` (the training loop raises the typed error on the host);
+    without one it becomes an :func:`equinox.error_if` runtime check with a fixed message.
     """
-    tol_s = "tol" if tol is None else tol
     if isinstance(eq.status, jax.core.Tracer):
+        if _SINKS and _SINKS[-1].owns(eq.status):
+            _SINKS[-1].entries.append((name, tol, eq))
+            return eq
         msgs = _status_messages(name, tol if tol is not None else float("nan"))
         state = eqx.branched_error_if(eq.state, eq.status != CONVERGED, eq.status, msgs)
         return eqx.tree_at(lambda e: e.state, eq, state)
-    status = int(eq.status)
-    if status == CONVERGED:
-        return eq
-    where = f"t = {float(eq.time):.4g} after {int(eq.num_steps)} steps, residual max|dy/dt| = {float(eq.residual):.3e}"
-    if status == DIVERGED:
-        raise DivergedError(f"{name}: relaxation diverged at {where} (state left the bounded region or became NaN/inf)")
-    what = {NOT_STEADY: "did not reach a steady state by t1", MAX_STEPS: "hit max_steps before reaching a steady state"}[status]
-    raise NotConvergedError(
-        f"{name}: relaxation {what}: {where} > tol = {tol_s}. Increase t1/max_steps, loosen tol, or check the model's stability."
-    )
+    err = status_error(int(eq.status), name, eq.time, eq.residual, eq.num_steps, tol)
+    if err is not None:
+        raise err
+    return eq
 
 
 @eqx.filter_jit
 def _relax(field, y0, args, config: RelaxConfig, save_ts):
     tol, bound = config.tol, config.bound
-
-    def steady(t, y, args, **kwargs):
-        return max_norm(field(t, y, args)) <= tol
+    solver, controller = config.diffrax_solver(), config.step_controller()
+    # steady mode: carry r = max|f(t, y)| from the solver's own last evaluation (see dynlearn.steady_state)
+    track = config.steady and steady_state.tracks_residual(solver, controller)
+    part = (lambda t, yr, args: yr[0]) if track else (lambda t, y, args: y)
 
     def diverged(t, y, args, **kwargs):
-        n = max_norm(y)
+        n = max_norm(y[0] if track else y)
         return jnp.logical_not(jnp.isfinite(n)) | (n > bound)
 
-    events = {"steady": steady, "diverged": diverged} if config.steady else {"diverged": diverged}
-    subs = [diffrax.SubSaveAt(t1=True)] + ([] if save_ts is None else [diffrax.SubSaveAt(ts=save_ts)])
+    events = {"diverged": diverged} if config.steady else {}  # a fixed budget runs eventless: divergence is judged at t1
+    if track:
+        steady0 = max_norm(field(0.0, y0, args)) <= tol  # the test at t0; afterwards the carried residual
+        events["steady"] = lambda t, yr, args, **kw: jnp.where(t == 0.0, steady0, yr[1] <= tol)
+        field_, solver, y0 = steady_state.AugmentedField(field), steady_state.ResidualTracking(solver), (y0, jnp.zeros((), jnp.result_type(*jax.tree.leaves(y0))))
+    else:
+        field_ = field
+        if config.steady:
+            events["steady"] = steady_state.steady_event(field, tol)
+    subs = [diffrax.SubSaveAt(t1=True, fn=part)] + ([] if save_ts is None else [diffrax.SubSaveAt(ts=save_ts, fn=part)])
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(field),
-        config.diffrax_solver(),
+        diffrax.ODETerm(field_),
+        solver,
         t0=0.0,
         t1=config.t1,
         dt0=config.initial_step(),
         y0=y0,
         args=args,
         saveat=diffrax.SaveAt(subs=subs),
-        stepsize_controller=config.step_controller(),
-        event=diffrax.Event(events),
+        stepsize_controller=controller,
+        event=diffrax.Event(events) if events else None,
         max_steps=config.max_steps,
         throw=False,
     )
     y = jax.tree.map(lambda a: a[-1], sol.ys[0])
     t = sol.ts[0][-1]
     residual = max_norm(field(t, y, args))
-    blown = (sol.event_mask["diverged"] if sol.event_mask is not None else False) | ~all_finite((y, residual))
+    blown = (sol.event_mask["diverged"] if sol.event_mask is not None else False) | ~all_finite((y, residual)) | (max_norm(y) > bound)
     hit_max = sol.result == diffrax.RESULTS.max_steps_reached
+    # a finite-time blow-up exhausts the step budget as the steps shrink toward the singularity: when the state still
+    # moves so fast that at its current speed it would travel past the divergence bound before t1, it diverged
+    blown = blown | (hit_max & (residual * (config.t1 - t) > bound))
     if config.steady:
         status = jnp.where(residual <= tol, CONVERGED, jnp.where(hit_max, MAX_STEPS, NOT_STEADY))
     else:  # a fixed budget: reaching t1 is success
@@ -226,7 +235,9 @@ def relax(
         An :class:`Equilibrium`; raises :class:`NotConvergedError` / :class:`DivergedError` unless it converged
         and ``config.throw`` is false. With ``config.polish`` the state is finished by :func:`polish`.
     """
+    _validation.relax_config(config, name)
     config = config.replace(**overrides) if overrides else config
+    _validation.relax_args(config, y0, save_ts, name)
     if save_ts is not None:
         save_ts = jnp.asarray(save_ts)
     if is_complex(y0) or is_complex(eqx.filter(args, eqx.is_array)):
@@ -363,6 +374,7 @@ def simulate(
             only, much cheaper for long runs; reproducible for a given key and step size).
         throw: raise :class:`DivergedError` when the solve fails or the final state is not finite.
     """
+    _validation.simulate_args(t0, t1, dt0, max_steps, brownian_tol, y0, name)
     solver = get_solver(solver)
     if diffusion is not None and key is None:
         raise ValueError(f"{name}: an SDE needs a PRNG key for its Brownian motion (pass key=jax.random.key(seed))")

@@ -34,3 +34,11 @@ class UnknownNameError(DynlearnError, KeyError):
 
 class ConfigError(DynlearnError, ValueError):
     """An argument or configuration value outside its allowed range (the message names it and the range)."""
+
+
+class OutputPathError(ConfigError):
+    """An output path that cannot be written: a file where a folder is needed, or a folder without write permission."""
+
+
+#: errors that mean the command was used wrongly (exit code 2 in the CLI); every other DynlearnError is a runtime error (1)
+USAGE_ERRORS = (ConfigError, UnknownNameError, ShapeError, NonFiniteError)

@@ -7,6 +7,8 @@ The key of step ``k`` is ``fold_in(key(seed), k)``, so a run is reproducible fro
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -21,10 +23,11 @@ import optax
 import xarray as xr
 
 from .data import Dataset, batches
-from .errors import ConfigError, DivergedError, ShapeError, UnknownNameError
+from . import runs, validation
+from .dynamics import CONVERGED, collect_status, status_error
+from .errors import ConfigError, DivergedError, NotConvergedError, ShapeError, UnknownNameError
 from .models.base import Data
 from .networks import Network, init_network
-from .results import atomic_write, save_dataset
 from .rules.base import Learner
 
 #: optimiser shortcuts of ``train(optimizer=...)`` and ``dynlearn train --optimizer``
@@ -43,17 +46,22 @@ def make_optimizer(optimizer: str | optax.GradientTransformation, lr: float | No
         return optimizer
     if optimizer not in OPTIMIZERS:
         raise UnknownNameError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)} or pass an optax optimiser")
-    if lr is None or not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+    if lr is None or isinstance(lr, bool) or not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ConfigError(f"lr must be a finite learning rate > 0, got {lr!r}")
     return OPTIMIZERS[optimizer](lr)
 
 
 def evaluate(learner: Learner, params, x: np.ndarray, y: np.ndarray, *, batch_size: int = 512) -> dict[str, float]:
-    """Accuracy (one-hot targets) and mean squared error of ``learner.predict`` on ``(x, y)``."""
+    """Accuracy (one-hot targets) and mean squared error of ``learner.predict`` on ``(x, y)``; a relaxation of the
+    prediction that fails raises :class:`dynlearn.NotConvergedError` / :class:`dynlearn.DivergedError`."""
     if x.shape[0] == 0:
         raise ShapeError("cannot evaluate on an empty set")
     predict = _jitted_predict(learner)
-    outs = [np.asarray(predict(params, jnp.asarray(x[i : i + batch_size]))) for i in range(0, x.shape[0], batch_size)]
+    outs = []
+    for i in range(0, x.shape[0], batch_size):
+        out, status = predict(jnp.asarray(x[i : i + batch_size]), params)
+        raise_for_step(predict, {k: float(v) for k, v in (status or {}).items()}, learner, f"predicting samples {i}..")
+        outs.append(np.asarray(out))
     out = np.concatenate(outs)
     metrics = {"mse": float(np.mean(np.sum((out - y) ** 2, axis=-1)))}
     if y.shape[-1] > 1 and np.allclose(y.sum(-1), 1.0):
@@ -65,23 +73,82 @@ _PREDICT_CACHE: dict[int, Any] = {}
 
 
 def _jitted_predict(learner: Learner):
+    """``predict(x, params) -> (output, worst relaxation status or None)``, jitted once per learner."""
     key = id(learner.predict)
     if key not in _PREDICT_CACHE:
-        _PREDICT_CACHE[key] = eqx.filter_jit(learner.predict)
+        relaxations: list = []
+
+        @eqx.filter_jit
+        def compiled(x, params):
+            with collect_status() as sink:
+                out = learner.predict(params, x)
+            relaxations[:] = [(name, tol) for name, tol, _ in sink.entries]
+            return out, sink.worst()
+
+        def predict(x, params):
+            return compiled(x, params)
+
+        predict.relaxations = relaxations
+        _PREDICT_CACHE[key] = predict
     return _PREDICT_CACHE[key]
 
 
 def make_step(learner: Learner, optimizer: optax.GradientTransformation):
-    """The jitted step ``(params, rule_state, opt_state, x, y, key) -> (params, rule_state, opt_state, metrics)``."""
+    """The jitted step ``(params, rule_state, opt_state, x, y, key) -> (params, rule_state, opt_state, metrics)``.
+
+    The relaxations of the rule's update do not raise inside the compiled step: their worst status travels out in
+    ``metrics`` (``relax_status``, ``relax_residual``, ``relax_time``, ``relax_index``, see
+    :func:`dynlearn.dynamics.collect_status`) and :func:`raise_for_step` raises the typed error on the host;
+    ``step.relaxations`` lists ``(model name, tol)`` of the relaxations by ``relax_index``.
+    """
+
+    relaxations: list[tuple[str, float | None]] = []
 
     @eqx.filter_jit
-    def step(params, rule_state, opt_state, x, y, key):
-        grads, rule_state, metrics = learner.rule.update(params, rule_state, Data(x, y), key)
+    def compiled(params, rule_state, opt_state, x, y, key):
+        with collect_status() as sink:
+            grads, rule_state, metrics = learner.rule.update(params, rule_state, Data(x, y), key)
+        relaxations[:] = [(name, tol) for name, tol, _ in sink.entries]  # static, filled when traced
         trainable = eqx.filter(params, eqx.is_inexact_array)
         updates, opt_state = optimizer.update(eqx.filter(grads, eqx.is_inexact_array), opt_state, trainable)
+        metrics = {**metrics, **(sink.worst() or {})}
         return eqx.apply_updates(params, updates), rule_state, opt_state, metrics
 
+    def step(params, rule_state, opt_state, x, y, key):
+        return compiled(params, rule_state, opt_state, x, y, key)
+
+    step.relaxations = relaxations
     return step
+
+
+_STEP_CACHE: dict[Any, tuple[Any, Any]] = {}
+
+
+def cached_step(learner: Learner, optimizer, lr, opt: optax.GradientTransformation):
+    """:func:`make_step`, reused across runs with an equal rule and the same optimiser (name and rate, or the same
+    optax object), so that training several seeds or data fractions compiles the step once per shape."""
+    key = (learner.rule, optimizer, lr) if isinstance(optimizer, str) else (learner.rule, id(optimizer))
+    try:
+        hash(key)
+    except TypeError:  # a rule holding arrays: no reuse
+        return make_step(learner, opt)
+    if key not in _STEP_CACHE:
+        _STEP_CACHE[key] = (optimizer, make_step(learner, opt))  # the optimiser is kept alive, so its id stays unique
+    return _STEP_CACHE[key][1]
+
+
+_STATUS_KEYS = ("relax_status", "relax_residual", "relax_time", "relax_index")
+
+
+def raise_for_step(step, metrics: dict[str, float], learner: Learner, context: str) -> dict[str, float]:
+    """Raise the :class:`NotConvergedError` / :class:`DivergedError` of a step's worst relaxation (naming the model,
+    ``context``, the time and the residual); return the metrics without the status entries."""
+    info = {k: metrics.pop(k) for k in _STATUS_KEYS if k in metrics}
+    if info and int(info["relax_status"]) != CONVERGED:
+        name, tol = step.relaxations[int(info["relax_index"])]
+        err = status_error(int(info["relax_status"]), f"{learner.name} ({name})", info["relax_time"], info["relax_residual"], None, tol, context)
+        raise err
+    return metrics
 
 
 def init_params(learner: Learner, key, sizes: Sequence[int] | None = None, network: Network | None = None):
@@ -93,23 +160,140 @@ def init_params(learner: Learner, key, sizes: Sequence[int] | None = None, netwo
     return learner.init(k_rule, network)
 
 
-def _validate(data: Dataset, epochs, batch_size, hidden) -> None:
-    for name, v in (("epochs", epochs), ("batch_size", batch_size)):
-        if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
-            raise ConfigError(f"{name} must be an integer >= 1, got {v!r}")
-    if any((not isinstance(h, (int, np.integer))) or h < 1 for h in hidden):
-        raise ConfigError(f"hidden widths must be positive integers, got {hidden!r}")
+def _sizes_of(tree) -> tuple[int, ...] | None:
+    """The layer widths of an MLP-shaped ``params``/``network`` (``None`` when it has no integer ``sizes``)."""
+    for obj in (tree, getattr(tree, "network", None)):
+        try:
+            sizes = tuple(getattr(obj, "sizes", None) or ())
+        except Exception:  # noqa: BLE001 - a custom module whose sizes are not a sequence
+            continue
+        if sizes and all(isinstance(s, (int, np.integer)) for s in sizes):
+            return tuple(int(s) for s in sizes)
+    return None
+
+
+def _validate(learner, data, *, hidden, network, params, epochs, batch_size, seed, checkpoint_dir, checkpoint_every) -> tuple[int, ...] | None:
+    """Check every argument of :func:`train` before any work; return the layer widths (``None``: a custom network)."""
+    if not isinstance(learner, Learner):
+        raise ConfigError(f"learner must be a dynlearn Learner (dynlearn.rules.get_learner(name)), got {type(learner).__name__}")
+    if not isinstance(data, Dataset):
+        raise ConfigError(f"data must be a dynlearn.data.Dataset (dynlearn.data.load(name)), got {type(data).__name__}")
+    validation.integer("epochs", epochs, low=1)
+    validation.integer("batch_size", batch_size, low=1)
+    validation.seed(seed)
+    validation.integer("checkpoint_every", checkpoint_every, low=1, allow_none=True)
     if data.x_train.shape[0] < batch_size:
-        raise ShapeError(f"batch_size {batch_size} is larger than the training set ({data.x_train.shape[0]})")
+        raise ShapeError(f"batch_size {batch_size} is larger than the training set ({data.x_train.shape[0]}); allowed: 1..{data.x_train.shape[0]}")
     if data.x_test.shape[0] == 0:
         raise ShapeError(f"data set {data.name!r} has an empty test set")
+    if checkpoint_dir is not None:
+        validation.output_dir(checkpoint_dir, "checkpoint_dir")
+    if hidden is not None:
+        widths = tuple(hidden) if not isinstance(hidden, (str, bytes)) and hasattr(hidden, "__iter__") else None
+        if not widths or any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in widths):
+            raise ConfigError(f"hidden must be a non-empty sequence of positive integer layer widths such as (128, 128), got {hidden!r}")
+        hidden = tuple(int(h) for h in widths)
+    if network is not None and params is not None:
+        raise ConfigError("give network= or params=, not both")
+    given = network if network is not None else params
+    if given is None:
+        return (data.n_features, *(hidden or (128, 128)), data.n_outputs)
+    which = "network" if network is not None else "params"
+    sizes = _sizes_of(given)
+    if sizes is not None and hidden is not None and sizes[1:-1] != hidden:
+        raise ConfigError(f"hidden={hidden} conflicts with the {which} given, whose hidden widths are {sizes[1:-1]}; leave hidden out")
+    if sizes is not None and (sizes[0] != data.n_features or sizes[-1] != data.n_outputs):
+        raise ShapeError(f"the {which} given has layer widths {sizes}, but {data.name!r} has {data.n_features} features and {data.n_outputs} outputs")
+    return sizes
+
+
+@dataclasses.dataclass
+class _Loop:
+    """The state of one training run between steps (what a checkpoint holds, and how to continue)."""
+
+    learner: Learner
+    data: Dataset
+    step: Any
+    k_steps: Any
+    batch_size: int
+    seed: int
+    config: dict
+    run_dir: Path | None
+    checkpoint_every: int | None
+    params: Any
+    rule_state: Any
+    opt_state: Any
+    rows: list = dataclasses.field(default_factory=list)
+    bar: Any = None
+
+    @property
+    def n_batches(self) -> int:
+        return self.data.x_train.shape[0] // self.batch_size
+
+    def history(self) -> xr.Dataset:
+        keys = sorted({k for r in self.rows for k in r})
+        data_vars = {k: ("epoch", np.array([r.get(k, np.nan) for r in self.rows])) for k in keys}
+        attrs = {"learner": self.learner.name, "data": self.data.name, "seed": self.seed,
+                 "config": json.dumps(self.config, sort_keys=True, default=str)}
+        return xr.Dataset(data_vars, coords={"epoch": np.arange(1, len(self.rows) + 1)}, attrs=attrs)
+
+    def save(self, epoch: int, step: int, sums: dict, seconds: float) -> None:
+        if self.run_dir is not None:
+            position = {"epoch": epoch, "step": step, "sums": sums, "seconds": seconds}
+            runs.save_checkpoint(self.run_dir, params=self.params, rule_state=self.rule_state, opt_state=self.opt_state,
+                                 position=position, history=self.history(), config=self.config)
+
+    def one_step(self, epoch: int, i: int, xb, yb) -> dict[str, float]:
+        k = jax.random.fold_in(self.k_steps, (epoch - 1) * self.n_batches + i)
+        context = f"at epoch {epoch}, step {i + 1}"
+        try:
+            new = self.step(self.params, self.rule_state, self.opt_state, xb, yb, k)
+            jax.block_until_ready(new[3])
+        except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as e:  # a relaxation nested in vmap/inner jit
+            lines = [ln.strip().removeprefix("_EquinoxRuntimeError: ") for ln in str(e).splitlines() if ": relaxation " in ln]
+            if not lines:
+                raise
+            kind = DivergedError if "diverged" in lines[-1] else NotConvergedError
+            raise kind(f"{self.learner.name} {context}: {lines[-1]} (raised inside the compiled step)") from None
+        metrics = raise_for_step(self.step, {name: float(v) for name, v in new[3].items()}, self.learner, context)
+        if not all(np.isfinite(v) for v in metrics.values()) or not _finite(new[0]):
+            raise DivergedError(
+                f"{self.learner.name}: non-finite update {context} (metrics {metrics}); lower the learning rate or check the model's stability"
+                + (f"; last good checkpoint in {self.run_dir}" if self.run_dir else "")
+            )
+        self.params, self.rule_state, self.opt_state = new[:3]
+        return metrics
+
+    def epoch(self, epoch: int, epochs: int, start_step: int = 0, sums: dict | None = None, seconds: float = 0.0) -> None:
+        """Steps ``start_step..`` of ``epoch`` (the batch order is a function of the seed and the epoch), then its row."""
+        start, sums = time.perf_counter() - seconds, dict(sums or {})
+        order = batches(self.data.x_train, self.data.y_train, self.batch_size, seed=self.seed * 100_003 + epoch)
+        for i, (xb, yb) in enumerate(order):
+            if i < start_step:
+                continue
+            for name, v in self.one_step(epoch, i, xb, yb).items():
+                sums[name] = sums.get(name, 0.0) + v
+            if self.bar is not None:
+                self.bar.update(1)
+            if self.checkpoint_every and (i + 1) % self.checkpoint_every == 0 and i + 1 < self.n_batches:
+                self.save(epoch, i + 1, sums, time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        row = {f"train_{name}": v / self.n_batches for name, v in sums.items()}
+        row.update({f"test_{name}": v for name, v in evaluate(self.learner, self.params, self.data.x_test, self.data.y_test).items()})
+        if epoch == epochs:
+            row.update({f"train_{name}": v for name, v in evaluate(self.learner, self.params, self.data.x_train, self.data.y_train).items()})
+        row["seconds"] = seconds
+        self.rows.append(row)
+        if self.bar is not None:
+            self.bar.set_postfix({name: f"{v:.4f}" for name, v in row.items() if name.startswith("test_")})
+        self.save(epoch + 1, 0, {}, 0.0)
 
 
 def train(
     learner: Learner,
     data: Dataset,
     *,
-    hidden: tuple[int, ...] = (128, 128),
+    hidden: Sequence[int] | None = None,
     network: Network | None = None,
     epochs: int = 5,
     batch_size: int = 64,
@@ -118,80 +302,65 @@ def train(
     seed: int = 0,
     progress: bool = True,
     checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    checkpoint_every: int | None = None,
     params=None,
+    metadata: dict | None = None,
 ) -> tuple[Any, xr.Dataset]:
     """Train ``learner`` on ``data`` and return ``(params, history)``.
 
     The parameters are ``params`` if given, else built around ``network`` (any :class:`dynlearn.Network`, e.g.
-    :func:`dynlearn.networks.lenet5`) or an MLP ``(n_features, *hidden, n_outputs)``. ``optimizer`` is any optax
+    :func:`dynlearn.networks.lenet5`) or an MLP ``(n_features, *hidden, n_outputs)`` (``hidden`` default ``(128, 128)``;
+    with ``params``/``network`` leave it out, a conflicting ``hidden`` is an error). ``optimizer`` is any optax
     optimiser, or a name of :data:`OPTIMIZERS` used at rate ``lr``. ``history`` is an :class:`xarray.Dataset` over
-    ``epoch`` (train metrics, test and final train accuracy/MSE, seconds per epoch). With ``checkpoint_dir`` the
-    parameters (``params.eqx``) and the history (``history.nc``) are written atomically after every epoch. A
-    non-finite update raises :class:`DivergedError` naming the epoch and step, after the last good checkpoint.
+    ``epoch`` (train metrics, test and final train accuracy/MSE, seconds per epoch) whose ``config`` attribute holds
+    the run's configuration as JSON. Every argument is checked before any work (:class:`dynlearn.ConfigError`).
+
+    **Checkpoints and resuming.** With ``checkpoint_dir`` (a run folder, see :mod:`dynlearn.runs`) the configuration
+    goes to ``config.json`` and params, optimiser state, rule state, position (epoch, step) and history are written
+    atomically as one checkpoint after every epoch (and every ``checkpoint_every`` steps). ``resume=True`` continues
+    from the latest checkpoint of ``checkpoint_dir`` (with the same learner, data and arguments; ``epochs`` may grow)
+    and ends bit-identical to an uninterrupted run: the batch order of epoch ``e`` and the key of step ``k``
+    (``fold_in(key(seed), k)``) depend on the seed alone. Without a checkpoint it starts from the beginning.
+    :func:`dynlearn.load_run` reads a run folder back.
+
+    **Errors.** A relaxation of the rule that does not converge or diverges (inside the jitted step) raises
+    :class:`dynlearn.NotConvergedError` / :class:`dynlearn.DivergedError` naming the model, epoch, step, time and
+    residual; a non-finite update raises :class:`DivergedError`; both after the last good checkpoint.
     """
-    _validate(data, epochs, batch_size, tuple(hidden))
+    sizes = _validate(learner, data, hidden=hidden, network=network, params=params, epochs=epochs, batch_size=batch_size,
+                      seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every)
     opt = make_optimizer(optimizer, lr)
-    key = jax.random.key(seed)
-    k_init, k_rule, k_steps = jax.random.split(key, 3)
+    given = network if network is not None else params
+    config = runs.run_config(learner, data, sizes=sizes, network=None if sizes is not None else given, optimizer=optimizer, lr=lr,
+                             batch_size=batch_size, epochs=epochs, seed=seed, checkpoint_every=checkpoint_every, metadata=metadata)
+    run_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if run_dir is not None:
+        runs.start(run_dir, config, resume=resume)
+    k_init, k_rule, k_steps = jax.random.split(jax.random.key(seed), 3)
     if params is None:
-        params = init_params(learner, k_init, (data.n_features, *hidden, data.n_outputs), network)
-    rule_state = learner.rule.init(k_rule, params)
-    opt_state = opt.init(eqx.filter(params, eqx.is_inexact_array))
-    step = make_step(learner, opt)
-    n_batches = data.x_train.shape[0] // batch_size
-    rows: list[dict[str, float]] = []
-    bar = None
+        params = init_params(learner, k_init, sizes if network is None else None, network)
+    loop = _Loop(learner, data, cached_step(learner, optimizer, lr, opt), k_steps, batch_size, seed, config, run_dir, checkpoint_every,
+                 params, learner.rule.init(k_rule, params), opt.init(eqx.filter(params, eqx.is_inexact_array)))
+    position = {"epoch": 1, "step": 0, "sums": {}, "seconds": 0.0}
+    saved = runs.load_checkpoint(run_dir, params=loop.params, rule_state=loop.rule_state, opt_state=loop.opt_state) if resume and run_dir else None
+    if saved is not None:
+        loop.params, loop.rule_state, loop.opt_state, position, hist = saved
+        loop.rows = runs.history_rows(hist)
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=epochs * n_batches, desc=f"train {learner.name}", unit="batch")
-    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    for epoch in range(1, epochs + 1):
-        start = time.perf_counter()
-        sums: dict[str, float] = {}
-        for i, (xb, yb) in enumerate(batches(data.x_train, data.y_train, batch_size, seed=seed * 100_003 + epoch)):
-            k = jax.random.fold_in(k_steps, (epoch - 1) * n_batches + i)
-            new_params, new_rule_state, new_opt_state, metrics = step(params, rule_state, opt_state, xb, yb, k)
-            metrics = {name: float(v) for name, v in metrics.items()}
-            if not all(np.isfinite(v) for v in metrics.values()) or not _finite(new_params):
-                raise DivergedError(
-                    f"{learner.name}: non-finite update at epoch {epoch}, step {i + 1} (metrics {metrics}); "
-                    "lower the learning rate or check the model's stability"
-                    + (f"; last good checkpoint in {checkpoint_dir}" if checkpoint_dir else "")
-                )
-            params, rule_state, opt_state = new_params, new_rule_state, new_opt_state
-            for name, v in metrics.items():
-                sums[name] = sums.get(name, 0.0) + v
-            if bar is not None:
-                bar.update(1)
-        seconds = time.perf_counter() - start
-        row = {f"train_{name}": v / n_batches for name, v in sums.items()}
-        row.update({f"test_{name}": v for name, v in evaluate(learner, params, data.x_test, data.y_test).items()})
-        if epoch == epochs:
-            row.update({f"train_{name}": v for name, v in evaluate(learner, params, data.x_train, data.y_train).items()})
-        row["seconds"] = seconds
-        rows.append(row)
-        if bar is not None:
-            bar.set_postfix({name: f"{v:.4f}" for name, v in row.items() if name.startswith("test_")})
-        if checkpoint_dir is not None:
-            _checkpoint(checkpoint_dir, params, _history(rows, learner, data, seed))
-    if bar is not None:
-        bar.close()
-    return params, _history(rows, learner, data, seed)
+        done = (position["epoch"] - 1) * loop.n_batches + position["step"]
+        loop.bar = tqdm(total=epochs * loop.n_batches, initial=min(done, epochs * loop.n_batches), desc=f"train {learner.name}", unit="batch")
+    try:
+        for epoch in range(position["epoch"], epochs + 1):
+            first = epoch == position["epoch"]
+            loop.epoch(epoch, epochs, position["step"] if first else 0, position["sums"] if first else None, position["seconds"] if first else 0.0)
+    finally:
+        if loop.bar is not None:
+            loop.bar.close()
+    return loop.params, loop.history()
 
 
 def _finite(tree) -> bool:
     return all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree.leaves(eqx.filter(tree, eqx.is_inexact_array)))
-
-
-def _history(rows: list[dict[str, float]], learner: Learner, data: Dataset, seed: int) -> xr.Dataset:
-    keys = sorted({k for r in rows for k in r})
-    data_vars = {k: ("epoch", np.array([r.get(k, np.nan) for r in rows])) for k in keys}
-    return xr.Dataset(
-        data_vars, coords={"epoch": np.arange(1, len(rows) + 1)}, attrs={"learner": learner.name, "data": data.name, "seed": seed}
-    )
-
-
-def _checkpoint(folder: Path, params, history: xr.Dataset) -> None:
-    atomic_write(folder / "params.eqx", lambda tmp: eqx.tree_serialise_leaves(tmp, params))
-    save_dataset(history, folder / "history.nc")

@@ -59,18 +59,78 @@ def _netcdf_safe_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: permissions of every file dynlearn writes (readable by all, like any other result file)
+FILE_MODE = 0o644
+
+
+def _fsync(path: str | os.PathLike) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: str | os.PathLike, write) -> Path:
-    """Call ``write(tmp_path)`` and move the result to ``path`` only if it succeeds."""
+    """Call ``write(tmp_path)`` and move the result to ``path`` only if it succeeds (fsynced, mode 0644)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, FILE_MODE)
+        _fsync(tmp)
         os.replace(tmp, path)
+        _fsync(path.parent)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+    return path
+
+
+def _sync_tree(folder: Path) -> None:
+    """chmod 0644 and fsync every file under ``folder``, then fsync the folders (deepest first)."""
+    dirs = [folder]
+    for p in sorted(folder.rglob("*"), reverse=True):
+        if p.is_dir():
+            dirs.append(p)
+        else:
+            os.chmod(p, FILE_MODE)
+            _fsync(p)
+    for d in sorted(dirs, key=lambda d: len(d.parts), reverse=True):
+        os.chmod(d, 0o755)
+        _fsync(d)
+
+
+def clean_stale(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files and folders (``.NAME.*.tmp``) that an interrupted write left in ``folder``."""
+    import shutil
+
+    folder = Path(folder)
+    removed = []
+    for p in folder.glob(".*.tmp") if folder.is_dir() else ():
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+        removed.append(p)
+    return removed
+
+
+def atomic_folder(path: str | os.PathLike, write) -> Path:
+    """Write a whole folder atomically: ``write(tmp_folder)`` fills a temporary folder next to ``path``, whose files
+    are fsynced (mode 0644) before it is renamed to ``path`` (which must not exist yet; see :func:`clean_stale`)."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        write(tmp)
+        _sync_tree(tmp)
+        os.rename(tmp, path)
+        _fsync(path.parent)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
     return path
 
 
@@ -94,9 +154,13 @@ def save_dataset(
         if tmp.exists():
             shutil.rmtree(tmp)
         ds.to_zarr(tmp, mode="w")
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        _sync_tree(tmp)
+        old = path.with_name(f".{path.name}.old.tmp")
+        if path.exists():  # keep the previous store until the new one is in place
+            os.rename(path, old)
+        os.rename(tmp, path)
+        if old.exists():
+            shutil.rmtree(old)
         return path
     return atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="netcdf4"))
 
@@ -108,6 +172,29 @@ def load_dataset(path: str | os.PathLike) -> xr.Dataset:
         return xr.open_zarr(path).load()
     with xr.open_dataset(path, engine="netcdf4") as ds:
         return ds.load()
+
+
+def open_result(path: str | os.PathLike) -> xr.Dataset:
+    """Any dynlearn result as an :class:`xarray.Dataset` in memory: a netCDF file (``.nc``), a zarr store
+    (``.zarr``), or a sweep's store folder (``dynlearn sweep --out PATH``; assembled from its finished points, so a
+    sweep still running or killed half-way opens too). Every variable carries ``long_name`` and ``units`` (CF
+    conventions), so ``ds.VAR.plot()`` labels its axes."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no result at {str(path)!r}")
+    if path.is_dir() and (path / "points").is_dir():
+        from .sweep.store import open_store
+
+        ds = open_store(path)
+    elif path.is_dir():
+        with xr.open_zarr(path) as ds:
+            ds = ds.load()
+    else:
+        ds = load_dataset(path)
+    for name, v in {**ds.data_vars, **ds.coords}.items():
+        v.attrs.setdefault("long_name", str(name).replace("_", " "))
+        v.attrs.setdefault("units", "1")
+    return ds
 
 
 def trajectory_dataset(

@@ -6,6 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dynlearn.cli import app
+from dynlearn import load_run
 from dynlearn.results import load_dataset
 
 runner = CliRunner()
@@ -54,10 +55,14 @@ def test_figs_write_png_and_data(tmp_path):
 
 
 def test_train_pc_and_bp(tmp_path):
-    r = runner.invoke(app, ["train", "--model", "pc", "--epochs", "1", "--hidden", "16", "--out", str(tmp_path), "--no-progress"])
+    r = runner.invoke(app, ["train", "--model", "pc", "--epochs", "1", "--hidden", "16", "--out", str(tmp_path), "--no-progress", "--name", "t"])
     assert r.exit_code == 0, r.output
     assert "pc" in r.output and "bp" in r.output
-    assert (tmp_path / "pc" / "params.eqx").exists() and (tmp_path / "bp" / "history.nc").exists()
+    for run, learner in (("t", "pc"), ("t-bp", "bp")):  # one folder per run: config.json and one atomic checkpoint
+        params, hist = load_run(tmp_path / run)
+        assert json.loads((tmp_path / run / "config.json").read_text())["learner"] == learner and hist.sizes["epoch"] == 1
+    r = runner.invoke(app, ["train", "--model", "pc", "--epochs", "1", "--hidden", "16", "--out", str(tmp_path), "--no-progress", "--name", "t"])
+    assert r.exit_code == 2 and "already holds a run" in r.output  # never overwritten
 
 
 @pytest.mark.parametrize(
@@ -83,7 +88,8 @@ def test_train_any_registered_rule_with_named_optimizer(tmp_path):
     r = runner.invoke(app, ["train", "--rule", "drtp", "--optimizer", "adamw", "--lr", "1e-2", "--epochs", "1", "--hidden", "16",
                             "--no-compare-bp", "--out", str(tmp_path), "--no-progress"])
     assert r.exit_code == 0, r.output
-    assert "drtp" in r.output and (tmp_path / "drtp" / "history.nc").exists()
+    (run,) = tmp_path.iterdir()  # default name: <learner>-<UTC time>-<config hash>
+    assert run.name.startswith("drtp-") and len(run.name.split("-")[-1]) == 8 and (run / "config.json").exists()
 
 
 def test_docs_needs_the_json(tmp_path):

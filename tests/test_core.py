@@ -336,9 +336,11 @@ def digits():
 def test_train_bp_with_checkpoints(digits, tmp_path):
     params, hist = train(get_learner("bp"), digits, hidden=(32,), epochs=3, batch_size=64, lr=3e-3, progress=False, checkpoint_dir=tmp_path)
     assert hist.sizes["epoch"] == 3 and float(hist.test_accuracy[-1]) > 0.7  # chance is 0.1
-    assert (tmp_path / "params.eqx").exists() and (tmp_path / "history.nc").exists()
-    restored = eqx.tree_deserialise_leaves(tmp_path / "params.eqx", params)
+    (ckpt,) = [p for p in tmp_path.iterdir() if p.name.startswith("ckpt-")]
+    assert ckpt.name == "ckpt-00004-000000" and (ckpt / "params.eqx").exists() and (ckpt / "history.nc").exists()
+    restored, saved = dl.load_run(tmp_path)  # shapes from config.json, nothing guessed
     np.testing.assert_array_equal(restored.weights[0], params.weights[0])
+    assert json.loads(saved.attrs["config"])["sizes"] == [64, 32, 10] and (tmp_path / "config.json").stat().st_mode & 0o777 == 0o644
 
 
 def test_train_accepts_any_optax_optimizer_and_validates(digits):

@@ -63,6 +63,32 @@ def flipped_fa_factory(**options):
     return dataclasses.replace(good, name="fa_flipped", rule=FlippedFA(good.rule.loss))
 
 
+class OffAxisFA(FeedbackAlignment):
+    """FA whose first-layer update gets a fixed random matrix added, of 0.7 times the update's norm: W still aligns with
+    B and the loss still falls to round-off, but the update is 84 degrees from BP's (the old bound was 90). With
+    ``mark`` set, only on the seed whose stored B[0, 0] is ``mark`` (FA's B never changes): one bad seed among good."""
+
+    mark: float | None = None
+
+    def network_update(self, params, grads):
+        w = grads.weights[0]
+        r = jax.random.normal(jax.random.key(42), w.shape, w.dtype)
+        c = 0.7 if self.mark is None else jnp.where(jnp.abs(params.feedback[0].weight[0, 0] - self.mark) < 1e-12, 0.7, 0.0)
+        return grads.with_matrices((w + c * jnp.linalg.norm(w) * r / jnp.linalg.norm(r), *grads.weights[1:]), grads.biases)
+
+
+def off_axis_fa_factory(mark=None, **options):
+    good = fa_learner(**options)
+    return dataclasses.replace(good, name="fa_off_axis", rule=OffAxisFA(good.rule.loss, mark))
+
+
+def off_axis_on_seed_1(**options):
+    from dynlearn.theorems.feedback import _fa_params
+
+    mark = float(_fa_params((10, 20, 5), 1, 0.1, fa_learner().rule).feedback[0].weight[0, 0])
+    return off_axis_fa_factory(mark, **options)
+
+
 def decorrelated_mirror(network, feedback, key, *, sigma, decay, samples, eta):
     """Weight mirror whose response comes from a fresh noise sample, not the injected one."""
     out = []
@@ -110,6 +136,17 @@ def test_fa_alignment_fails_with_sign_bug():
     r = run_check("fa_alignment", learner_factory=flipped_fa_factory, seeds=(0, 1), steps=600, cache=False)
     assert r.passed is False
     assert r.verdict.measured["final_angle_worst_seed"] > 90  # W aligns with -B
+
+
+def test_fa_alignment_update_angle_fails_off_axis():
+    r = run_check("fa_alignment", learner_factory=off_axis_fa_factory, seeds=(0, 1), steps=600, cache=False)
+    assert r.verdict.failed == ("update_angle_to_bp_worst_seed",), r.verdict.summary()
+    assert 70 < r.verdict.measured["update_angle_to_bp_worst_seed"] < 90
+
+
+def test_fa_alignment_update_angle_takes_the_worst_seed():
+    r = run_check("fa_alignment", learner_factory=off_axis_on_seed_1, seeds=(0, 1), steps=600, cache=False)
+    assert r.verdict.failed == ("update_angle_to_bp_worst_seed",), r.verdict.summary()
 
 
 def test_weight_mirror_fixed_point(results):

@@ -21,7 +21,7 @@ from dynlearn.models.microcircuit import (
 )
 from dynlearn.rules import get_learner
 from dynlearn.theorems import run_check
-from dynlearn.theorems.microcircuit import free_data, relax
+from dynlearn.theorems.microcircuit import circuit_equilibrium, free_data
 
 SIZES = (4, 6, 5, 3)
 
@@ -52,6 +52,30 @@ class DoubledApical(Microcircuit):
     def dendrites(self, r_p, r_i):
         v_b, v_a, v_i = super().dendrites(r_p, r_i)
         return v_b, [2.0 * a for a in v_a], v_i
+
+
+def lower_interneurons_off(model):
+    """The interneurons of the lower hidden layer predict it with a relative error 1e-3 lambda^2 (one bad layer among
+    good): its free apical potential is O(lambda^2) against an error signal of O(lambda), so that layer's direction
+    error stops falling with lambda (slope ~0, not 2) while every cosine stays > 0.999; the upper layer keeps slope 1.9."""
+    lam = model.params.g_A / model.params.g_B
+    return eqx.tree_at(lambda m: m.w_ip, model, ((1 + 1e-3 * lam**2) * model.w_ip[0], *model.w_ip[1:]))
+
+
+class DoubledFirstApical(Microcircuit):
+    """Apical potential twice too large in the first hidden layer only (one bad layer among good)."""
+
+    def dendrites(self, r_p, r_i):
+        v_b, v_a, v_i = super().dendrites(r_p, r_i)
+        return v_b, [2.0 * v_a[0], *v_a[1:]], v_i
+
+
+class WrongClosedFormSPS(Microcircuit):
+    """The closed-form SPS with W_PI = +B (sign error): its apical potentials are not silenced."""
+
+    def self_predicting(self):
+        sps = super().self_predicting()
+        return eqx.tree_at(lambda m: m.w_pi, sps, tuple(self.top_down))
 
 
 class AntiApicalPlasticity(Plasticity):
@@ -115,6 +139,13 @@ def test_bp_alignment_fails_with_flipped_apical():
     assert r.verdict.measured["cos_bp_min_hidden"] < 0
 
 
+def test_bp_alignment_slope_takes_the_worst_layer():
+    """A direction error that stops falling in one hidden layer: only the (two-sided, worst-layer) slopes fail."""
+    r = run_check("mc_bp_alignment", model_transform=lower_interneurons_off, cache=False)
+    assert set(r.verdict.failed) == {"slope_direction_error", "slope_one_minus_cos"}, r.verdict.summary()
+    assert r.verdict.measured["slope_direction_error"] < 0.5
+
+
 def test_fa_is_not_bp():
     """With random top-down the microcircuit follows FA, which is measurably different from BP."""
     from dynlearn.analysis import bp_gradient, cosine_similarity
@@ -148,8 +179,15 @@ def test_apical_error_fails_with_doubled_apical():
     assert "apical_rel_err" in r.verdict.failed
 
 
+def test_apical_error_fails_with_one_bad_layer():
+    r = run_check("mc_apical_error", model_cls=DoubledFirstApical, cache=False)
+    assert "apical_rel_err" in r.verdict.failed, r.verdict.summary()
+    assert r.verdict.measured["apical_rel_err"] > 0.5
+
+
 def test_sps_learned_passes(sps_learned):
     assert sps_learned.passed, sps_learned.verdict.summary()
+    assert sps_learned.verdict.measured["sps_reference"] <= 1e-20
     curve = sps_learned.data.mean_apical_sq_test.values
     assert curve[-1] < curve[0] / 10
 
@@ -157,6 +195,13 @@ def test_sps_learned_passes(sps_learned):
 def test_sps_learned_fails_with_wrong_sign_rule():
     r = run_check("mc_sps_learned", plasticity_cls=AntiApicalPlasticity, n_patterns=100, cache=False)
     assert r.passed is False
+
+
+def test_sps_learned_compares_its_reference():
+    """The closed-form SPS is the reference the learned circuit is measured against: a wrong one fails."""
+    r = run_check("mc_sps_learned", model_cls=WrongClosedFormSPS, n_patterns=100, cache=False)
+    assert "sps_reference" in r.verdict.failed, r.verdict.summary()
+    assert r.verdict.measured["sps_reference"] > 1e-3
 
 
 # ----------------------------------------------------------------------------- model pieces
@@ -173,7 +218,7 @@ def small():
 def test_free_sps_steady_state_is_effective_network(small):
     m, x, _ = small
     data = free_data(m, x)
-    eq = relax(m, data, state0=jax.tree.map(jnp.zeros_like, m.init_state(data)))
+    eq = circuit_equilibrium(m, data, state0=jax.tree.map(jnp.zeros_like, m.init_state(data)))
     ff = m.effective_network().forward(x)[1:]
     for a, b in zip(eq.state[0], ff):
         np.testing.assert_allclose(a, b, atol=1e-10)
@@ -191,7 +236,7 @@ def test_two_step_matches_ode(small):
     errs = []
     for lam in (0.2, 0.05):
         mm = eqx.tree_at(lambda q: q.params, m, m.params.with_feedback(jnp.asarray(lam))).self_predicting()
-        eq = relax(mm, Data(x, y, 1.0))
+        eq = circuit_equilibrium(mm, Data(x, y, 1.0))
         ts = mm.two_step(Data(x, y, 1.0))
         free = mm.effective_network().forward(x)[1:]
         errs.append(max(float(jnp.linalg.norm(a - b) / jnp.linalg.norm(a - f)) for a, b, f in zip(eq.state[0], ts[0], free)))
@@ -206,7 +251,7 @@ def test_output_rule_is_delta_rule(small):
     """dW_N = (phi(u_N) - phi(g_B/(g_lk+g_B) v_B)) r^T = lambda_N (u_trgt - u^-_N) r^T exactly (linear output);
     plasticity() returns its negative (descent sign)."""
     m, x, y = small
-    eq = relax(m, Data(x, y, 1.0))
+    eq = circuit_equilibrium(m, Data(x, y, 1.0))
     terms = m.plasticity(0.0, eq.state, Data(x, y, 1.0))
     p = m.params
     r = m.phi(m.depth - 1, eq.state[0][-2])

@@ -74,13 +74,16 @@ def test_pal_negative_controls(alignment):
     a0 = ds.norm_B.sel(condition="alpha_zero")
     assert np.all(np.diff(a0.mean("seed"), axis=0)[len(ds.time) // 2 :] > 0)
     assert alignment.verdict.measured["alpha_zero_norm_growth"] > 1.3
-    assert alignment.verdict.measured["pal_norm_growth"] < 1.15
+    assert alignment.verdict.measured["pal_norm_growth"] < 1.2
 
 
 def test_pal_alignment_fails_with_sign_error():
     r = run_check("pal_alignment", model_cls=SignFlippedPAL, sizes=(5, 10, 5), t_end=1000.0, seeds=(0, 1), cache=False)
     assert r.passed is False
     assert r.verdict.measured["final_angle"] > 90  # B aligns with -W^T
+    # the angle grows instead of decreasing: the monotonicity criterion sees it too
+    assert {"max_rise_above_running_min", "final_angle_worst"} <= set(r.verdict.failed)
+    assert r.verdict.measured["max_rise_above_running_min"] > 3
 
 
 @pytest.mark.slow

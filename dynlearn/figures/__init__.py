@@ -43,18 +43,17 @@ def figure_specs() -> dict[str, FigureSpec]:
 
 
 def make_figure(name: str, *, quick: bool = True, out: str | Path = "figures", seed: int = 0) -> tuple[Path, Path]:
-    """Make figure ``name``; write ``out/<name>.png`` and ``out/<name>.nc``; return both paths."""
-    import matplotlib
+    """Make figure ``name``; write ``out/<name>.png`` (200 dpi), ``out/<name>.pdf`` and ``out/<name>.nc``; return the PNG and .nc paths.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    The figure is a bare :class:`matplotlib.figure.Figure` (see :func:`._plot.new_figure`); ``savefig`` renders the PNG
+    with Agg whatever the backend, so neither the caller's matplotlib backend (an interactive session, say) nor
+    pyplot's list of figures is touched."""
     from ..results import atomic_write, save_dataset
 
     fig, ds, config = FIGURES[name].fn(quick=quick, seed=seed)
     out = Path(out)
-    png = atomic_write(out / f"{name}.png", lambda tmp: fig.savefig(tmp, dpi=150, bbox_inches="tight", format="png"))
-    plt.close(fig)
+    png = atomic_write(out / f"{name}.png", lambda tmp: fig.savefig(tmp, dpi=200, bbox_inches="tight", format="png"))
+    atomic_write(out / f"{name}.pdf", lambda tmp: fig.savefig(tmp, bbox_inches="tight", format="pdf"))  # vector copy beside the PNG
     nc = save_dataset(ds, out / f"{name}.nc", config={**config, "quick": quick}, seed=seed)
     return png, nc
 

@@ -8,7 +8,14 @@ import xarray as xr
 
 from ..theorems import run_check
 from . import register_figure
-from ._plot import new_figure, slope_guide, verdict_title
+from ._plot import (
+    ROUNDOFF,
+    energy_gap,
+    new_figure,
+    pass_line,
+    slope_guide,
+    verdict_title,
+)
 
 
 def _run(name: str, quick: bool, seed: int, seed_key: str = "seed"):
@@ -37,15 +44,15 @@ def ep_estimators(quick: bool = True, seed: int = 0):
     ax.set_xlabel(r"nudge $\beta$ (radius $|\beta|$ for holomorphic EP)")
     ax.set_ylabel(r"$\|\hat g - g_{\rm IFT}\| / \|g_{\rm IFT}\|$")
     ax.legend(fontsize=6.5, loc="upper left")
-    verdict_title(ax, "EP estimators vs implicit gradient", one.passed and sym.passed)
+    verdict_title(ax, r"one-sided EP: $O(\beta)$; symmetric: $O(\beta^2)$", one.passed and sym.passed)
     for r in hd.radius.values:
         bx.semilogy(hd.N.values, np.maximum(hd.rel_error.sel(radius=r).values, 1e-16), "o-", label=rf"$|\beta| = {r:g}$")
         bx.axhline(float(hd.symmetric_rel_error.sel(radius=r)), ls=":", color=bx.lines[-1].get_color(), lw=1)
-    bx.axhline(1e-8, color="k", lw=0.8, ls="--", label="1e-8")
+    pass_line(bx, 1e-8, "criterion ≤ 1e-8")
     bx.set_xlabel("number of complex nudges N")
     bx.set_ylabel("relative error")
-    bx.legend(fontsize=7, title="dotted: symmetric EP at same |beta|", title_fontsize=7)
-    verdict_title(bx, f"holomorphic EP (rate {hol.verdict.measured['rate_per_N']:.2f}/N)", hol.passed)
+    bx.legend(fontsize=7, title=r"dotted: symmetric EP at the same $|\beta|$", title_fontsize=7)
+    verdict_title(bx, "holomorphic EP: exact at finite " + r"$|\beta|$" + f", error falls {hol.verdict.measured['rate_per_N']:.2f}/N", hol.passed)
     ds = xr.Dataset(
         {
             "one_sided_rel_error": one.data.rel_error.rename(beta="beta_one_sided"),
@@ -62,20 +69,21 @@ def ep_gdu(quick: bool = True, seed: int = 0):
     d = res.data
     fig, (ax, bx, cx) = new_figure(3, width=4.0)
     t = d.t.values
-    for u in (0, 4, 11, 12):
-        (line,) = ax.plot(t, d.bptt_neural.sel(unit=u), "-", lw=1.5)
-        ax.plot(t, d.ep_neural.sel(unit=u), "--", color=line.get_color(), lw=2.5, alpha=0.6)
-    ax.set_xlim(-0.3, 12)
+    for panel, var, items, dim in ((ax, "neural", (0, 4, 11, 12), "unit"), (bx, "synapse", range(4), "synapse")):
+        for i, u in enumerate(items):
+            color = f"C{i}"
+            panel.plot(t, d[f"bptt_{var}"].sel({dim: u}), "-", color=color, lw=4, alpha=0.35, label=f"{dim} {u}")
+            panel.plot(t, d[f"ep_{var}"].sel({dim: u}), "--", color=color, lw=1.3, marker=".", ms=4, zorder=3)
+        panel.plot([], [], "-", color="0.4", lw=4, alpha=0.35, label=r"$-\nabla^{\rm BPTT}$ (wide, light)")
+        panel.plot([], [], "--", color="0.2", lw=1.3, marker=".", label=r"$\Delta^{\rm EP}$ (dashed, on top)")
+        panel.set_xlim(-0.3, 12)
+        panel.legend(fontsize=6.5, ncol=2)
     ax.set_xlabel("step t of the nudged phase (later steps ~0)")
-    ax.set_ylabel(r"$\Delta^{EP}_s$ (dashed), $-\nabla^{BPTT}_s$ (solid)")
-    verdict_title(ax, "neurons")
-    for k in range(4):
-        (line,) = bx.plot(t, d.bptt_synapse.sel(synapse=k), "-", lw=1.5)
-        bx.plot(t, d.ep_synapse.sel(synapse=k), "--", color=line.get_color(), lw=2.5, alpha=0.6)
-    bx.set_xlim(-0.3, 12)
+    ax.set_ylabel(r"neural update $\Delta^{\rm EP}_s$ and $-\nabla^{\rm BPTT}_s$")
+    verdict_title(ax, "neurons: EP's update = BPTT's, step by step")
     bx.set_xlabel("step t")
-    bx.set_ylabel(r"$\Delta^{EP}_W$ (dashed), $-\nabla^{BPTT}_W$ (solid)")
-    verdict_title(bx, rf"synapses ($\beta$ = {float(d.beta.min()):g})")
+    bx.set_ylabel(r"synaptic update $\Delta^{\rm EP}_W$ and $-\nabla^{\rm BPTT}_W$")
+    verdict_title(bx, rf"synapses: the same ($\beta$ = {float(d.beta.min()):g})")
     b = d.beta.values
     cx.loglog(b, d.neural, "o-", label="neural, one-sided")
     cx.loglog(b, d.weight, "s-", label="weight, one-sided")
@@ -84,7 +92,7 @@ def ep_gdu(quick: bool = True, seed: int = 0):
     cx.set_xlabel(r"$\beta$")
     cx.set_ylabel("relative error over K steps")
     cx.legend(fontsize=7)
-    verdict_title(cx, "EP vs BPTT", res.passed)
+    verdict_title(cx, r"EP − BPTT = $O(\beta)$; centred: $O(\beta^2)$", res.passed)
     return fig, d, {"check": "ep_gdu"}
 
 
@@ -98,33 +106,37 @@ def ep_implicit_vs_bptt(quick: bool = True, seed: int = 0):
         e = d.bptt_rel_error.sel(model=m).values
         (line,) = ax.semilogy(h, e, "o-", label=f"{m} (fitted rate {float(d.fitted_rate.sel(model=m)):.3f})")
         rate = float(d.predicted_rate.sel(model=m))
-        ax.semilogy(h, e[0] * np.exp(-rate * (h - h[0])), ":", color=line.get_color(), label=f"exp(-{rate:.3f} T): smallest |Re eig|")
-    ax.axhline(1e-6, color="k", lw=0.8, ls="--")
+        ax.semilogy(h, e[0] * np.exp(-rate * (h - h[0])), ":", color=line.get_color(), label=rf"$e^{{-{rate:.3f}\,T}}$: smallest $|{{\rm Re}}\,\lambda|$")
+    pass_line(ax, 1e-6, "criterion at the longest T: ≤ 1e-6")
     ax.set_xlabel("relaxation horizon T")
     ax.set_ylabel(r"$\|g_{\rm BPTT}(T) - g_{\rm IFT}\| / \|g_{\rm IFT}\|$")
     ax.legend(fontsize=7)
-    verdict_title(ax, "BPTT through the relaxation vs implicit gradient", res.passed)
+    verdict_title(ax, "BPTT through a relaxation → implicit gradient\nat the flow's slowest contraction rate", res.passed)
     return fig, d, {"check": "implicit_vs_bptt"}
 
 
-@register_figure("ep_energy_descent", "F(t) and |dF/ds|^2 along EP's free and nudged relaxations")
+@register_figure("ep_energy_descent", "F(t) - F_inf and |dF/ds|^2 along EP's free and nudged relaxations")
 def ep_energy_descent(quick: bool = True, seed: int = 0):
     res = _run("ep_energy_descent", quick, seed, seed_key="seeds")
     d = res.data
     fig, (ax, bx) = new_figure(2, width=4.4)
+    floors = []
     for s in d.seed.values:
         for p in d.phase.values:
-            F = d.F.sel(seed=s, phase=p)
-            ax.plot(d.time, F - float(F[-1]) + 1e-16, label=f"seed {s}, {p}")
-            bx.semilogy(d.time, d.grad_norm2.sel(seed=s, phase=p), label=f"seed {s}, {p}")
-    ax.set_yscale("log")
+            label = f"seed {s}, " + str(p).replace("nudged(beta=", r"nudged ($\beta$ = ").replace(")", ")")
+            gap, floor = energy_gap(d.time, d.F.sel(seed=s, phase=p), d.grad_norm2.sel(seed=s, phase=p))
+            floors.append(floor)
+            ax.semilogy(d.time, gap, label=label)
+            bx.semilogy(d.time, d.grad_norm2.sel(seed=s, phase=p), label=label)
+    ax.axhline(max(floors), color="0.5", ls=":", lw=1, label=f"round-off floor ({ROUNDOFF:g}·|F|)")
     ax.set_xlabel("time")
-    ax.set_ylabel(r"$F(t) - F(\infty)$")
+    ax.set_ylabel(r"$F(t) - F_\infty$,  $F_\infty = F(T) - g(T)/k$")
     ax.legend(fontsize=6)
-    verdict_title(ax, "F decreases along the flow", res.passed)
+    rise = res.verdict.measured["max_relative_rise"]
+    verdict_title(ax, f"F never rises along the flow (max relative rise {rise:.0e} ≤ 1e-10)", res.passed)
     bx.set_xlabel("time")
-    bx.set_ylabel(r"$\|\partial F/\partial s\|^2 = -dF/dt$")
-    verdict_title(bx, "gradient norm")
+    bx.set_ylabel(r"$g = \|\partial F/\partial s\|^2 = -dF/dt$")
+    verdict_title(bx, r"$-dF/dt = \|\partial F/\partial s\|^2$ decays to the fixed point")
     return fig, d, {"check": "ep_energy_descent"}
 
 
@@ -144,5 +156,5 @@ def ebm_infinitesimal_inference(quick: bool = True, seed: int = 0):
     ax.set_xlabel(r"nudge ($\gamma$ for PC and CHL, $\beta$ for EP)")
     ax.set_ylabel("relative error to the reference gradient")
     ax.legend(fontsize=7)
-    verdict_title(ax, "backprop at the infinitesimal-inference limit", res.passed)
+    verdict_title(ax, r"PC, EP, CHL → their reference gradients: error $O$(nudge)", res.passed)
     return fig, d, {"check": "ebm_infinitesimal_inference"}

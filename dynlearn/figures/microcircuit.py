@@ -86,7 +86,7 @@ def fig_le_tracking(quick: bool = True, seed: int = 0):
     a.set_ylabel(r"$\|out(t) - f_{ff}(x(t))\| / \|\Delta f_{ff}\|$")
     a.set_xlim(0, 4 * max(ds.depth.values) + 2)
     a.legend(fontsize=7)
-    verdict_title(a, "output error after an input step", res.passed)
+    verdict_title(a, "LE output follows an input step at once;\nstandard rates lag depth × τ", res.passed)
     b.semilogy(ds.time, np.maximum(ds.rel_err.sel(coding="prospective").max("depth"), 1e-17), "k-", label="prospective (LE)")
     for d in ds.depth.values:
         b.semilogy(ds.time, ds.rel_err.sel(depth=d, coding="standard"), label=f"standard, depth {d}")
@@ -95,7 +95,7 @@ def fig_le_tracking(quick: bool = True, seed: int = 0):
     b.set_xlabel(r"time [$\tau$]")
     b.set_ylabel("relative output error (log)")
     b.legend(fontsize=7)
-    verdict_title(b, f"lag / (depth tau): {res.verdict.measured['lag_over_depth_tau_min']:.2f}-{res.verdict.measured['lag_over_depth_tau_max']:.2f}")
+    verdict_title(b, r"lag / (depth $\tau$): " + f"{res.verdict.measured['lag_over_depth_tau_min']:.2f}–{res.verdict.measured['lag_over_depth_tau_max']:.2f}")
     return fig, ds, {"check": "le_instantaneous"}
 
 
@@ -104,13 +104,13 @@ def fig_le_tracking(quick: bool = True, seed: int = 0):
 
 TS_LABELS = {
     "microcircuit_fa": "microcircuit, random B (FA)",
-    "microcircuit_wt": "microcircuit, B \u2225 W$^T$",
+    "microcircuit_wt": r"microcircuit, $B \parallel W^\top$",
     "shallow": "shallow (output layer only)",
     "microcircuit_fa_no_le": "microcircuit FA, no LE",
 }
 
 
-@register_figure("mc_teacher_student", "Nonlinear teacher-student regression (Sacramento et al. 2018): microcircuit (FA, W^T) vs shallow learner")
+@register_figure("mc_teacher_student", "Nonlinear teacher-student regression (Sacramento et al. 2018): microcircuit (FA, transposed feedback) vs shallow learner")
 def fig_mc_teacher_student(quick: bool = True, seed: int = 0):
     ds = teacher_student_experiment(quick=quick, seed=seed)
     fig, (a,) = new_figure(1, width=5.6)
@@ -125,24 +125,27 @@ def fig_mc_teacher_student(quick: bool = True, seed: int = 0):
     a.set_xlabel("simulated time [s]")
     a.set_ylabel(r"test $\|r_2 - r^{trgt}\|^2$ (free steady state)")
     a.set_title(
-        f"teacher 30-20-10, student 30-50-10, LE rates, T_pres = {ds.attrs['t_pres_ms']:g} ms = {ds.attrs['t_pres_ms'] / ds.attrs['tau_eff_ms']:.1f} tau_eff, {ds.sizes['seed']} seeds (band: min-max)", fontsize=7
+        "the microcircuit learns the hidden layer: below the shallow learner\n"
+        + "teacher 30-20-10, student 30-50-10, LE rates, " + r"$T_{\rm pres}$" + f" = {ds.attrs['t_pres_ms']:g} ms = {ds.attrs['t_pres_ms'] / ds.attrs['tau_eff_ms']:.1f} " + r"$\tau_{\rm eff}$" + f", {ds.sizes['seed']} seeds (band: min–max)", fontsize=8
     )
     a.legend(fontsize=7)
     return fig, ds, {"quick": quick}
 
 
-@register_figure("mc_digits", "scikit-learn digits: microcircuit (FA and W^T top-down) vs backprop")
+@register_figure("mc_digits", "scikit-learn digits: microcircuit (FA and transposed top-down weights) vs backprop")
 def fig_mc_digits(quick: bool = True, seed: int = 0):
     ds = digits_experiment(quick=quick, seed=seed)
     fig, (a,) = new_figure(1, width=5.0)
-    labels = {"microcircuit": "microcircuit, random B (FA)", "microcircuit_bp": "microcircuit, B = W^T", "bp": "backprop"}
+    labels = {"microcircuit": "microcircuit, random B (FA)", "microcircuit_bp": r"microcircuit, $B = W^\top$", "bp": "backprop"}
     for k in ds.learner.values:
         acc = 100 * ds.test_accuracy.sel(learner=k)
         last = float(acc[-5:].mean())
         a.plot(ds.epoch, acc, "o-", ms=3, label=f"{labels[str(k)]} (lr {float(ds.lr.sel(learner=k)):g}): last {min(5, ds.sizes['epoch'])} epochs {last:.1f}%")
     a.set_xlabel("epoch")
     a.set_ylabel("test accuracy [%]")
-    a.set_title("digits, 64-64-10, Adam, batch 32 (360 test images)", fontsize=9)
+    last = {str(k): float(100 * ds.test_accuracy.sel(learner=k)[-5:].mean()) for k in ds.learner.values}
+    gap = last["bp"] - min(last["microcircuit"], last["microcircuit_bp"])
+    a.set_title(f"the microcircuit learns digits within {gap:.1f} points of backprop\n64-64-10, Adam, batch 32 (360 test images)", fontsize=9)
     a.legend(fontsize=7)
     return fig, ds, {"quick": quick}
 
@@ -167,6 +170,7 @@ def fig_mc_bars(quick: bool = True, seed: int = 0):
         ax.set_xlabel(r"presentation time $T_{pres}/\tau_{eff}$")
     a.set_ylabel("validation MSE of the output (real time)")
     a.set_title(f"after {ds.attrs['epochs']} epochs", fontsize=9)
+    fig.suptitle(r"with LE the microcircuit learns at $T_{\rm pres} \approx \tau_{\rm eff}$; without LE it needs $T_{\rm pres} \gg \tau_{\rm eff}$", fontsize=10)
     a.legend(fontsize=7)
     b.axhline(100 / 3, color="0.5", ls="--", lw=1, label="chance")
     b.set_ylabel("validation accuracy [%] (real time)")
@@ -176,9 +180,9 @@ def fig_mc_bars(quick: bool = True, seed: int = 0):
     r1 = float(ds.t_pres_over_tau.sel(t_pres_over_tau=1.0, method="nearest"))
     for coding in ds.coding.values:
         curve = ds.mse_realtime.sel(coding=coding, t_pres_over_tau=r1)
-        c.semilogy(ds.epoch, curve.mean("seed"), "o-", color=colors[str(coding)], label=f"{labels[str(coding)]}, T_pres = {r1:g} tau")
+        c.semilogy(ds.epoch, curve.mean("seed"), "o-", color=colors[str(coding)], label=f"{labels[str(coding)]}, " + r"$T_{\rm pres}$" + f" = {r1:g} " + r"$\tau$")
     c.set_xlabel("epoch (8 patterns)")
     c.set_ylabel("validation MSE (real time)")
-    c.set_title("learning at T_pres = tau", fontsize=9)
+    c.set_title(r"learning at $T_{\rm pres} = \tau_{\rm eff}$", fontsize=9)
     c.legend(fontsize=7)
     return fig, ds, {"quick": quick}

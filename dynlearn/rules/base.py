@@ -63,6 +63,7 @@ class Learner:
         predict: ``predict(params, x) -> output`` for accuracy.
         description: one line for ``dynlearn list``.
         defaults: the options the learner was built with, and its default learning rate ``lr`` and ``activation``.
+        options: the keyword options given to :func:`get_learner` (recorded in a run's ``config.json``).
     """
 
     name: str
@@ -71,6 +72,7 @@ class Learner:
     predict: Callable[[Any, Array], Array] = _network_output
     description: str = ""
     defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 #: the learner factories, ``factory(**options) -> Learner``, by name (``"pc"``, ``"fa"``, ``"ep"``, ...)
@@ -82,6 +84,56 @@ def learner_names() -> list[str]:
     return sorted(LEARNERS.names())
 
 
+#: allowed ranges of the options learners share, by name: ``(low, low_open)`` for finite numbers; checked by
+#: :func:`get_learner` before the factory runs (a factory checks its own special options itself)
+OPTION_RANGES: dict[str, tuple[float, bool]] = {
+    "lr": (0.0, True), "nudge": (0.0, True), "beta": (0.0, False), "decay": (0.0, False), "alpha": (0.0, False),
+    "sigma": (0.0, False), "tau_xi": (0.0, True), "tau_hp": (0.0, True), "t_noise": (0.0, True), "dt": (0.0, True),
+    "init_gain": (0.0, True), "scale": (0.0, True), "gain": (0.0, True),
+}
+#: integer options, by name: the smallest allowed value
+INTEGER_OPTIONS: dict[str, int] = {"n_points": 1, "samples": 1}
+
+
+def validate_options(name: str, factory: Callable[..., Learner], options: dict[str, Any]) -> None:
+    """Raise :class:`dynlearn.ConfigError` for an option ``factory`` does not take or a value outside its range."""
+    import inspect
+
+    from .. import validation
+    from ..errors import ConfigError
+    from ..networks import activation as get_activation
+
+    params = inspect.signature(factory).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    known = sorted(k for k, p in params.items() if p.kind is p.KEYWORD_ONLY)
+    bad = sorted(k for k in options if k not in params and not takes_any)
+    if bad:
+        raise ConfigError(f"learner {name!r} has no option(s) {bad}; its options: {known}")
+    for key, value in options.items():
+        if key in OPTION_RANGES:
+            low, low_open = OPTION_RANGES[key]
+            validation.number(f"{name}: {key}", value, low=low, low_open=low_open)
+        elif key in INTEGER_OPTIONS:
+            validation.integer(f"{name}: {key}", value, low=INTEGER_OPTIONS[key])
+        elif key == "activation":
+            get_activation(value)
+
+
 def get_learner(name: str, **options) -> Learner:
-    """The learner registered as ``name``, built with ``options`` (raises :class:`dynlearn.UnknownNameError`)."""
-    return LEARNERS[name](**options)
+    """The learner registered as ``name``, built with ``options``.
+
+    Raises :class:`dynlearn.UnknownNameError` for an unknown name and :class:`dynlearn.ConfigError` for an option the
+    learner does not take or a value outside its range (:data:`OPTION_RANGES`: ``lr`` and ``nudge`` > 0, ``decay``,
+    ``alpha``, ``sigma``, ``beta`` >= 0, time constants > 0, ...), before anything is built.
+    """
+    factory = LEARNERS[name]
+    validate_options(name, factory, options)
+    try:
+        learner = factory(**options)
+    except ValueError as e:  # a factory's own range check
+        from ..errors import ConfigError, DynlearnError
+
+        if isinstance(e, DynlearnError):
+            raise
+        raise ConfigError(f"learner {name!r}: {e}") from None
+    return dataclasses.replace(learner, options=dict(options))

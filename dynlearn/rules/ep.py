@@ -11,8 +11,10 @@ from __future__ import annotations
 import functools
 
 import equinox as eqx
+import jax.numpy as jnp
 
 from ..config import TRAINING, RelaxConfig
+from ..dynamics import CONVERGED, DIVERGED, NOT_STEADY, Equilibrium, raise_for_status
 from ..losses import mse_loss
 from ..models.base import Data
 from ..models.ep import BOUNDED, ESTIMATORS, HOLOMORPHIC, HopfieldEP, ep_gradient, free_phase, get_estimator, nudge_points
@@ -39,9 +41,14 @@ class EquilibriumPropagation(Rule):
     config: RelaxConfig = eqx.field(static=True, default=EP_TRAINING)
 
     def update(self, params: Network, rule_state, batch: Data, key):
+        # phases relax without a runtime check; their status is raised below (on the host, in a training step)
         grads, info = ep_gradient(
-            HopfieldEP(params), batch, estimator=self.estimator, nudge=self.nudge, n_points=self.n_points, config=self.config
+            HopfieldEP(params), batch, estimator=self.estimator, nudge=self.nudge, n_points=self.n_points, config=self.config.replace(throw=False)
         )
+        if self.config.throw:
+            res = jnp.maximum(info["free_residual"], info["nudged_residual"])
+            status = jnp.where(jnp.isfinite(res), jnp.where(res <= self.config.tol, CONVERGED, NOT_STEADY), DIVERGED)
+            raise_for_status(Equilibrium(info["free_state"], res, jnp.asarray(jnp.nan), jnp.zeros((), int), status), "EP phases", self.config.tol)
         metrics = {
             "loss": mse_loss(info["free_state"][-1], batch.y) / batch.x.shape[0],
             "free_residual": info["free_residual"],

@@ -30,7 +30,7 @@ from ..learning import make_step
 from ..models.base import Data
 from ..networks import init_network, linear_layer
 from ..rules.feedback import FeedbackNetwork, fa_learner, init_feedback_network, kp_learner, mirror_update
-from .criteria import at_least, at_most, below, reported
+from .criteria import at_least, at_most, below, reported, within
 from .registry import Verdict, register_check
 
 #: the key of every training step of these checks (the rules under test draw no noise)
@@ -125,20 +125,25 @@ def _fa_params(sizes, seed, init_scale, rule):
 @register_check(
     "fa_alignment",
     family="feedback",
-    statement="Feedback alignment on a linear teacher-student task: angle(W^T, B) falls from ~90 deg to < 60 deg (a drop of >= 20 deg); the FA update is then within 90 deg of the BP gradient",
+    statement="Feedback alignment on a linear teacher-student task: angle(W^T, B) falls from ~90 deg to < 60 deg (a drop of >= 20 deg); the FA update is then within 70 deg of the BP gradient at every step until the loss reaches round-off",
     theory="theory/fa_alignment.md",
     quick={},
     full={"seeds": tuple(range(10)), "steps": 6000},
 )
 def fa_alignment(
-    *, sizes=(10, 20, 5), steps=1500, batch=32, lr=0.01, init_scale=0.1, seeds=(0, 1, 2, 3), n_points=31, max_angle=60.0, min_drop=20.0,
-    max_loss_ratio=0.1, learner_factory=fa_learner,
+    *, sizes=(10, 20, 5), steps=1500, batch=32, lr=0.01, init_scale=0.1, seeds=(0, 1, 2, 3), n_points=31, live_steps=1000,
+    start_tol=18.0, max_angle=60.0, min_drop=20.0, max_update_angle=70.0, max_loss_ratio=0.1, learner_factory=fa_learner,
 ):
     """Train FA (linear network, SGD) on a linear teacher; track angle(W_2, B_2) and angle(ΔW_1^FA, ΔW_1^BP).
 
     ``B_2`` is the *stored* feedback matrix (what a rule sends errors through is the rule's business: a sign bug
     shows up as W aligning with -B). The student's forward weights start small (``init_scale`` × Xavier), as in
     Lillicrap et al. (2016), so what it learns, not its initialisation, decides the final weights.
+
+    The update angle is held to ``max_update_angle`` = 70° (the theorem: < 90°) at every recorded step between
+    alignment (loss <= 1e-2 x initial) and round-off (loss <= 1e-6 x initial), worst seed: two independent random
+    matrices of 200 entries are 90° ± 4° apart, so 70° is 5 sigma below what an update unrelated to BP gives, and the
+    aligned FA updates measure <= 66°. The start angle must be 90° ± ``start_tol`` (3 sigma for 100 entries).
     """
     learner = learner_factory(activation="linear")
     opt = optax.sgd(lr)
@@ -151,7 +156,8 @@ def fa_alignment(
         (w, b), = _pairs(params)
         return alignment_angle(w, b), alignment_angle(grads.network.weights[0], bp.weights[0]), metrics["loss"]
 
-    record = np.unique(np.linspace(0, steps, n_points).round().astype(int))
+    # the loss falls to round-off within a few hundred steps whatever ``steps`` is: record that phase every 10 steps
+    record = np.unique(np.concatenate([np.linspace(0, steps, n_points).round(), np.arange(0, min(steps, live_steps), 10)]).astype(int))
     ang_wb, ang_up, losses = [], [], []
     for seed in seeds:
         x, y = _teacher_data(sizes, batch * 16, seed, "linear")
@@ -173,15 +179,16 @@ def fa_alignment(
         {"angle_WT_B": (("seed", "step"), ang_wb), "angle_update_bp": (("seed", "step"), ang_up), "loss": (("seed", "step"), losses)},
         coords={"seed": list(seeds), "step": record},
     )
-    # the update angle is meaningful while there is an error left to reduce: use the last point with loss > 1e-6 x initial
-    live = losses > 1e-6 * losses[:, :1]
-    last_live = np.array([np.flatnonzero(r)[-1] for r in live])
-    ds["last_live_step"] = ("seed", record[last_live])
+    # the update angle after alignment (loss <= 1e-2 x initial) while an error is left to reduce (loss > 1e-6 x initial:
+    # at float64 round-off the update is noise); the worst seed and step of that window (NaN if a seed has none)
+    window = (losses <= 1e-2 * losses[:, :1]) & (losses > 1e-6 * losses[:, :1])
+    worst_update = np.max([np.max(a[w]) if w.any() else np.nan for a, w in zip(ang_up, window)])
+    ds["update_window_steps"] = ("seed", window.sum(axis=1))
     verdict = Verdict.from_criteria(
-        start_angle=reported(ang_wb[:, 0].mean()),
+        start_angle=within(ang_wb[np.argmax(np.abs(ang_wb[:, 0] - 90.0)), 0], 90.0, start_tol),
         final_angle_worst_seed=below(ang_wb[:, -1].max(), max_angle),
         angle_drop_worst_seed=at_least((ang_wb[:, 0] - ang_wb[:, -1]).min(), min_drop),
-        update_angle_to_bp_worst_seed=below(max(ang_up[i, j] for i, j in enumerate(last_live)), 90.0),
+        update_angle_to_bp_worst_seed=below(worst_update, max_update_angle),
         loss_ratio=below((losses[:, -1] / losses[:, 0]).max(), max_loss_ratio),
     )
     return ds, verdict

@@ -27,7 +27,7 @@ from ..models.base import Data, equilibrium
 from ..models.microcircuit import Microcircuit, PatternStream, Plasticity, preset, simulate_learning
 from ..networks import linear_layer, matvec
 from ..rules.feedback.mechanism import feedback_call
-from .criteria import above, at_least, at_most, below, reported
+from .criteria import above, at_least, at_most, below, reported, within
 from .registry import Verdict, register_check
 
 #: the relaxation of every microcircuit check (the free and nudged steady states to max|du/dt| <= 1e-10)
@@ -39,7 +39,7 @@ QUICK_SIZES = (4, 6, 5, 3)
 QUICK_INPUTS = 8
 
 
-def relax(model: Microcircuit, data: Data, *, exact: bool = True, state0=None, **overrides):
+def circuit_equilibrium(model: Microcircuit, data: Data, *, exact: bool = True, state0=None, **overrides):
     """:func:`dynlearn.models.equilibrium` with :data:`EXACT` (or :data:`RELAX`), saving ``N_SAVE`` points over 50 tau_eff."""
     save_ts = jnp.linspace(0.0, 50.0, N_SAVE) * model.params.tau_hidden
     return equilibrium(model, data, EXACT if exact else RELAX, state0=state0, save_ts=save_ts, **overrides)
@@ -48,6 +48,11 @@ def relax(model: Microcircuit, data: Data, *, exact: bool = True, state0=None, *
 def free_data(model: Microcircuit, x) -> Data:
     """No target: a zero target with nudge 0, as arrays, so that free and nudged relaxations share one compiled solve."""
     return Data(x, jnp.zeros(x.shape[:-1] + (model.sizes[-1],), x.dtype), jnp.asarray(0.0, x.dtype))
+
+
+def _furthest(values, target: float) -> float:
+    """The value furthest from ``target`` (the worst layer of a two-sided criterion)."""
+    return float(values[int(np.argmax(np.abs(np.asarray(values) - target)))])
 
 
 def _max_abs(arrays) -> float:
@@ -62,12 +67,12 @@ def _sps_relaxation(model, random, x, key):
     data = free_data(model, x)
     leaves, treedef = jax.tree.flatten(model.init_state(data))
     state0 = jax.tree.unflatten(treedef, [jax.random.normal(k, a.shape, a.dtype) for k, a in zip(jax.random.split(key, len(leaves)), leaves)])
-    eq = relax(model, data, state0=state0)
+    eq = circuit_equilibrium(model, data, state0=state0)
     final = _max_abs(model.apical(0.0, eq.state, data))
     # the apical potentials along the relaxation (times after the steady state are inf: the final value holds)
     ts = np.asarray(eq.ts)
     curve = [_max_abs(model.apical(0.0, jax.tree.map(lambda a: a[i], eq.ys), data)) if np.isfinite(ts[i]) else final for i in range(N_SAVE)]
-    eq_r = relax(random, data, exact=False)
+    eq_r = circuit_equilibrium(random, data, exact=False)
     return final, float(eq.residual), float(eq.time), curve, _max_abs(random.apical(0.0, eq_r.state, data))
 
 
@@ -189,7 +194,7 @@ def _feedback_sweep(sizes, lams, n_inputs, seed, top_down, model_cls, preset_nam
         model = eqx.tree_at(lambda m: m.params, base, params).self_predicting()
         if model_transform is not None:
             model = model_transform(model)
-        eq = relax(model, data)
+        eq = circuit_equilibrium(model, data)
         dw = model.plasticity(0.0, eq.state, data).weights
         net = model.effective_network()
         ref = bp_gradient(net, x, y, "mse").weights if top_down == "transpose" else fa_gradient(net, model.top_down, x, y)
@@ -212,7 +217,7 @@ _SWEEP_FULL = dict(sizes=(10, 20, 15, 5), lams=(0.003, 0.01, 0.02, 0.05, 0.1, 0.
     family="microcircuit",
     statement=(
         "In the SPS with weak feedback (g_A = g_som = lambda g_B), hidden updates align with BP (B = W^T): cos > 0.99 at small "
-        "lambda, the direction error falls as lambda^2 (fitted slope >= 1.5) and 1 - cos as lambda^4 (slope >= 3); with fixed random B "
+        "lambda, the direction error falls as lambda^2 (fitted slope 2 +- 0.2) and 1 - cos as lambda^4 (slope 4 +- 0.4); with fixed random B "
         "they equal the FA update (cos > 0.99)."
     ),
     theory="theory/mc_bp_alignment.md",
@@ -229,10 +234,11 @@ def mc_bp_alignment(
     model_cls=Microcircuit,
     model_transform=None,
     min_cos: float = 0.99,
-    min_slope: float = 1.5,
+    slope_tol: float = 0.2,
 ):
-    """``lams``: the feedback ratios λ = g_A/g_B = g_som/g_B swept; ``min_slope``: the fitted order of the direction
-    error (theory 2); 1 - cos must fall at twice that order (theory 4)."""
+    """``lams``: the feedback ratios λ = g_A/g_B = g_som/g_B swept; the fitted order of the direction error must be
+    2 ± ``slope_tol`` and that of 1 - cos 4 ± 2 ``slope_tol`` (theory; 10%, as for EP's orders: the fit over λ <= 0.2
+    carries the O(λ) correction of the next order), in the hidden layer furthest from it."""
     sizes, lams = tuple(sizes), tuple(float(v) for v in lams)
     bp = _feedback_sweep(sizes, lams, n_inputs, seed, "transpose", model_cls, preset_name, model_transform)
     fa = _feedback_sweep(sizes, lams, n_inputs, seed, "random", model_cls, preset_name, model_transform)
@@ -252,12 +258,12 @@ def mc_bp_alignment(
     i0 = int(np.argmin(lams))
     # fitted orders in lambda, for the worst hidden layer: the direction error ||dW/|dW| - g/|g||| (theory 2, because the
     # interneurons subtract the bottom-up part of the upper layer's change) and 1 - cos (theory 4 = twice that)
-    slope_dir = min(loglog_slope(lams, bp["rel_ref"][:, j]) for j in range(len(layers)))
-    slope_cos = min(loglog_slope(lams, np.maximum(1.0 - bp["cos_ref"][:, j], 1e-300)) for j in range(len(layers)))
+    slope_dir = _furthest([loglog_slope(lams, bp["rel_ref"][:, j]) for j in range(len(layers))], 2.0)
+    slope_cos = _furthest([loglog_slope(lams, np.maximum(1.0 - bp["cos_ref"][:, j], 1e-300)) for j in range(len(layers))], 4.0)
     verdict = Verdict.from_criteria(
         cos_bp_min_hidden=above(bp["cos_ref"][i0].min(), min_cos),
-        slope_direction_error=at_least(slope_dir, min_slope),
-        slope_one_minus_cos=at_least(slope_cos, 2 * min_slope),
+        slope_direction_error=within(slope_dir, 2.0, slope_tol),
+        slope_one_minus_cos=within(slope_cos, 4.0, 2 * slope_tol),
         cos_fa_min_hidden=above(fa["cos_ref"][i0].min(), min_cos),
         cos_output=above(min(bp["cos_out"][i0], fa["cos_out"][i0]), min_cos),
     )
@@ -302,8 +308,7 @@ def mc_apical_error(
     slopes = [loglog_slope(lams, bp["apical_rel"][:, j]) for j in range(len(layers))]
     verdict = Verdict.from_criteria(
         apical_rel_err=at_most(bp["apical_rel"][i0].max(), max_rel),
-        slope_min=at_least(min(slopes), 1.0 - slope_tol),
-        slope_max=at_most(max(slopes), 1.0 + slope_tol),
+        slope_worst_layer=within(_furthest(slopes, 1.0), 1.0, slope_tol),
         apical_cos_bp_error=above(bp["apical_cos"][i0].min(), min_cos),
     )
     return ds, verdict
@@ -319,7 +324,7 @@ def _save_lateral(t, y, args):
 def mean_apical_sq(model: Microcircuit, x) -> float:
     """Mean over inputs of ``sum_k ||v_A,k||^2`` at the free (no target) steady state (NaN if there is none)."""
     data = free_data(model, x)
-    eq = relax(model, data, exact=False, throw=False)
+    eq = circuit_equilibrium(model, data, exact=False, throw=False)
     if int(eq.status) != 0:
         return float("nan")
     return float(sum(jnp.sum(a**2) for a in model.apical(0.0, eq.state, data)) / x.shape[0])
@@ -352,8 +357,13 @@ def mc_sps_learned(
     model_cls=Microcircuit,
     plasticity_cls=Plasticity,
     min_drop: float = 10.0,
+    reference_tol: float = 1e-20,
 ):
-    """Patterns (inputs ~ U(-1, 1)) for ``t_pres`` ms each, Euler steps ``dt``; forward and top-down weights fixed."""
+    """Patterns (inputs ~ U(-1, 1)) for ``t_pres`` ms each, Euler steps ``dt``; forward and top-down weights fixed.
+
+    The same measure at the closed-form SPS (:meth:`Microcircuit.self_predicting`) must read 0 (``<= reference_tol``):
+    the learned circuit drops towards the value of the state the rules are meant to find (the floor of the measure
+    is round-off), and a wrong closed form, or an apical potential that is not silenced in it, fails."""
     kx, kt, km = jax.random.split(jax.random.key(seed), 3)
     model = model_cls.create(sizes, key=km, params=preset(preset_name).as_arrays(), top_down="random", lateral="random")
     x_train = jax.random.uniform(kx, (n_patterns, sizes[0]), minval=-1.0, maxval=1.0)
@@ -368,14 +378,16 @@ def mc_sps_learned(
         snap = eqx.tree_at(lambda m: (m.w_ip, m.b_ip, m.w_pi), model, tuple(jax.tree.map(lambda a: a[i], traj.ys[k]) for k in ("w_ip", "b_ip", "w_pi")))
         curve.append(mean_apical_sq(snap, x_test))
     curve = np.array(curve)
+    reference = mean_apical_sq(model.self_predicting(), x_test)
     ds = xr.Dataset(
         {"mean_apical_sq_test": ("time", curve)},
         coords={"time": np.asarray(ts)},
-        attrs={"time_unit": "ms", "sps_reference": mean_apical_sq(model.self_predicting(), x_test), "t_pres": t_pres, "dt": dt},
+        attrs={"time_unit": "ms", "sps_reference": reference, "t_pres": t_pres, "dt": dt},
     )
     drop = float(curve[0] / curve[-1]) if np.isfinite(curve[-1]) else float("nan")
     verdict = Verdict.from_criteria(
         drop_factor=at_least(drop, min_drop),
+        sps_reference=at_most(reference, reference_tol),
         initial=reported(curve[0]),
         final=reported(curve[-1]),
     )

@@ -25,7 +25,7 @@ from ..analysis import alignment_angle
 from ..models.pal import PAL, PALState, pal_state
 from ..models.pal_simulation import simulate_pal
 from ..networks import Network
-from .criteria import above, below, reported, within
+from .criteria import above, at_most, below, reported, within
 from .registry import Verdict, register_check
 
 CONDITIONS = ("pal", "noise_off", "alpha_zero")
@@ -62,10 +62,26 @@ def _uniform_states(sizes, seeds, model):
     return jax.tree.map(lambda *a: jnp.stack(a), *states)
 
 
+def _alignment_measures(ds):
+    """Worst-case figures of ``pal_alignment`` (seeds and matrices): the largest rise of PAL's angle above its running
+    minimum (a monotone decrease gives 0; noise makes the angles jitter by about a degree), its largest final angle,
+    the noise-off control's mean final angle, and |B(T)|/|B(T/2)| of the least growing alpha = 0 run and of the most
+    growing PAL run."""
+    pal = ds.sel(condition="pal")
+    half = int(np.argmin(np.abs(ds.time.values - ds.time.values[-1] / 2)))
+    max_rise = float(np.max(pal.angle.values - np.minimum.accumulate(pal.angle.values, axis=1)))
+    worst = float(pal.angle.isel(time=-1).max())
+    off_final = float(ds.angle.sel(condition="noise_off").isel(time=-1).mean())
+    a0 = ds.norm_B.sel(condition="alpha_zero")
+    growth_a0 = float((a0.isel(time=-1) / a0.isel(time=half)).min())
+    growth_pal = float((pal.norm_B.isel(time=-1) / pal.norm_B.isel(time=half)).max())
+    return max_rise, worst, off_final, growth_a0, growth_pal
+
+
 @register_check(
     "pal_alignment",
     family="pal",
-    statement="PAL aligns B with W^T from neuronal noise alone (W fixed): angle from ~90 deg to < 15 deg (mean over seeds and matrices); no alignment with the noise off, unbounded |B| with alpha = 0",
+    statement="PAL aligns B with W^T from neuronal noise alone (W fixed): angle from ~90 deg to < 15 deg (mean over seeds and matrices; < 30 deg for every one), decreasing all along; no alignment with the noise off, unbounded |B| with alpha = 0",
     theory="theory/pal_alignment.md",
     quick=dict(seeds=tuple(range(6)), t_end=5000.0, dt=0.1, t_pres=5.0, tau_xi=0.5, tau_hp=0.5, sigma=0.5, alpha=1.2e-3, eta_bw=0.7),
     full=dict(sizes=(5, 20, 10, 20, 5), seeds=tuple(range(16)), t_end=10_000.0, dt=0.01, t_pres=1.0),
@@ -85,9 +101,11 @@ def pal_alignment(
     n_save: int = 101,
     start_angle_tol: float = 15.0,
     max_angle: float = 15.0,
+    max_angle_worst: float = 30.0,
+    max_rise_tol: float = 3.0,
     control_min_angle: float = 60.0,
     alpha_zero_min_growth: float = 1.3,
-    pal_max_growth: float = 1.15,
+    pal_max_growth: float = 1.2,
     solver: str = "euler",
     model_cls=PAL,
 ):
@@ -95,6 +113,10 @@ def pal_alignment(
 
     Defaults are the paper's Fig. 3a–c setting (5-20-10-20-5, reference conductances, dt = 0.01 ms, 10 s); the quick
     configuration is a smaller, time-rescaled version (see ``theory/pal_alignment.md``).
+
+    Beside the mean final angle (< ``max_angle``), every seed and matrix must end below ``max_angle_worst`` (30°: a
+    third of the unaligned 90°; the quick run's worst is 18°) and never rise more than ``max_rise_tol`` (3°, twice the
+    worst jitter of the quick run) above its running minimum: the angle decreases all along, not only between T/2 and T.
     """
     seeds = tuple(int(s) for s in seeds)
     n_seed, n_cond = len(seeds), len(CONDITIONS)
@@ -126,20 +148,14 @@ def pal_alignment(
     start = float(pal.angle.isel(time=0).mean())
     final = float(pal.angle.isel(time=-1).mean())
     final_per_matrix = pal.angle.isel(time=-1).mean("seed").values
-    half = int(np.argmin(np.abs(ds.time.values - ds.time.values[-1] / 2)))
-    mid = float(pal.angle.isel(time=half).mean())
-    worst_seed = float(pal.angle.isel(time=-1).mean("matrix").max())
-    off_final = float(ds.angle.sel(condition="noise_off").isel(time=-1).mean())
-    a0 = ds.norm_B.sel(condition="alpha_zero")
-    growth_a0 = float((a0.isel(time=-1) / a0.isel(time=half)).mean())
-    growth_pal = float((pal.norm_B.isel(time=-1) / pal.norm_B.isel(time=half)).mean())
+    max_rise, worst, off_final, growth_a0, growth_pal = _alignment_measures(ds)
     ds["final_angle_per_matrix"] = ("matrix", final_per_matrix)
-    # angles in degrees; "decreasing" is the angle at t_end/2 minus the angle at t_end; growths are |B(T)|/|B(T/2)|
+    # angles in degrees; growths are |B(T)|/|B(T/2)|
     verdict = Verdict.from_criteria(
         start_angle=within(start, 90.0, start_angle_tol),  # random B: about 90 deg from W^T
-        final_angle=below(final, max_angle),  # mean over seeds and matrices
-        decreasing=above(mid - final, 0.0),
-        worst_seed_final_angle=reported(worst_seed),
+        final_angle=below(final, max_angle),  # mean over seeds and matrices (the paper's figure)
+        final_angle_worst=below(worst, max_angle_worst),  # every seed and matrix
+        max_rise_above_running_min=at_most(max_rise, max_rise_tol),  # decreasing all along, worst seed and matrix
         noise_off_final_angle=above(off_final, control_min_angle),  # no alignment without noise
         alpha_zero_norm_growth=above(growth_a0, alpha_zero_min_growth),  # no bound on |B| without alpha
         pal_norm_growth=below(growth_pal, pal_max_growth),  # |B| saturates with alpha > 0
@@ -190,6 +206,7 @@ def pal_vs_fa_sign(
     n_save: int = 101,
     pal_max_loss_ratio: float = 0.05,
     fa_min_loss_ratio: float = 0.9,
+    w1_tol: float = 0.2,
     model_cls=PAL,
 ):
     """Teacher ``w1 = w2 = 2`` (logistic hidden unit); student ``w1, w2, B ~ U(-1, 0)``; inputs ``x ~ U(-1, 1)``.
@@ -236,12 +253,13 @@ def pal_vs_fa_sign(
     pal_ratio = float(final.sel(rule="pal").max())
     fa_ratio = float(final.sel(rule="fa").min())
     pal_b = float(ds.B.sel(rule="pal").isel(time=-1).min())
+    w1_pal = ds.w1.sel(rule="pal").isel(time=-1).values
     # loss ratios are final loss / best constant fit (worst PAL seed, best FA seed); the teacher's w1 is teacher_weight
     verdict = Verdict.from_criteria(
         pal_loss_vs_constant_fit_worst=below(pal_ratio, pal_max_loss_ratio),
         fa_loss_vs_constant_fit_best=above(fa_ratio, fa_min_loss_ratio),  # FA no better than a constant
         pal_final_B_min=above(pal_b, 0.0),  # PAL flips the sign of B
-        fa_final_w1_max=reported(ds.w1.sel(rule="fa").isel(time=-1).max()),
-        pal_final_w1_min=reported(ds.w1.sel(rule="pal").isel(time=-1).min()),
+        fa_final_w1_max=below(ds.w1.sel(rule="fa").isel(time=-1).max(), 0.0),  # FA drives w1 the wrong way
+        pal_final_w1_worst=within(w1_pal[np.argmax(np.abs(w1_pal - teacher_weight))], teacher_weight, w1_tol * teacher_weight),
     )
     return ds, verdict

@@ -4,11 +4,24 @@ share (:mod:`.rule`), and one module per rule — :mod:`.fa`, :mod:`.dfa`, :mod:
 
 from .dfa import DirectFeedbackAlignment, dfa_learner
 from .fa import FeedbackAlignment, fa_learner
-from .kp import KolenPollack, kp_learner
+from .kp import KolenPollack, decoupled_decay, kp_learner
 from .mechanism import feedback_call
-from .network import FeedbackNetwork, init_feedback_network, replace_weights, weight_arrays
+from .network import (
+    FeedbackNetwork,
+    init_feedback_network,
+    replace_weights,
+    weight_arrays,
+)
 from .rule import FeedbackRule, feedback_learner
-from .sign_symmetry import BatchRandomSignSymmetry, FixedRandomSignSymmetry, SignSymmetry, UniformSignSymmetry, brsf_learner, frsf_learner, usf_learner
+from .sign_symmetry import (
+    BatchRandomSignSymmetry,
+    FixedRandomSignSymmetry,
+    SignSymmetry,
+    UniformSignSymmetry,
+    brsf_learner,
+    frsf_learner,
+    usf_learner,
+)
 from .wm import WeightMirror, mirror_update, wm_learner
 
 __all__ = [
@@ -23,6 +36,7 @@ __all__ = [
     "UniformSignSymmetry",
     "WeightMirror",
     "brsf_learner",
+    "decoupled_decay",
     "dfa_learner",
     "fa_learner",
     "feedback_call",

@@ -1,0 +1,193 @@
+"""Focused tests of library code paths that the theorem checks only reach through their own re-implementations:
+the comparison and reference functions of :mod:`dynlearn.analysis`, the core numerics of :mod:`dynlearn.dynamics`,
+and the verdict of :mod:`dynlearn.theorems`. Each compares the library's function with an independent formula on a
+tiny case (numpy, written out here), so that a one-line defect (a mutant) fails a test. They are also the fast test
+subset of ``scripts/mutation.sh`` (see README, "Mutation testing"): the whole file runs in seconds.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dynlearn.analysis import bp_deltas, bp_gradient, compare_per_layer, cosine_similarity, loglog_slope, relative_error
+from dynlearn.analysis.fixed_points import energy_increase, is_stable, spectrum
+from dynlearn.analysis.gradients import layer_weights
+from dynlearn.config import DEFAULT
+from dynlearn.dynamics import CONVERGED, DIVERGED, all_finite, max_norm, relax
+from dynlearn.networks import init_network
+from dynlearn.theorems import Verdict
+from dynlearn.theorems.criteria import at_least, at_most, above, below, between, reported, within
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A 3-4-2 tanh network with biases, a batch of 5, as numpy arrays too."""
+    net = init_network((3, 4, 2), key=jax.random.key(0), activation="tanh", bias_scale=0.3, dtype=jnp.float64)
+    x = np.asarray(jax.random.normal(jax.random.key(1), (5, 3)))
+    y = np.asarray(jax.random.normal(jax.random.key(2), (5, 2)))
+    W = [np.asarray(w) for w in net.weights]
+    b = [np.asarray(v) for v in net.biases]
+    return net, x, y, W, b
+
+
+def _numpy_backprop(x, y, W, b):
+    """MSE loss 0.5 sum (out - y)^2 over the batch: forward pass, deltas and gradients written out."""
+    a1 = x @ W[0].T + b[0]
+    h1 = np.tanh(a1)
+    out = h1 @ W[1].T + b[1]
+    d2 = out - y
+    d1 = (1 - h1**2) * (d2 @ W[1])
+    return [d1, d2], [d1.T @ x, d2.T @ h1], [d1.sum(0), d2.sum(0)]
+
+
+# ----------------------------------------------------------------------------- analysis.gradients
+
+
+def test_bp_gradient_and_deltas_match_written_out_backprop(tiny):
+    net, x, y, W, b = tiny
+    deltas, gw, gb = _numpy_backprop(x, y, W, b)
+    g = bp_gradient(net, jnp.asarray(x), jnp.asarray(y))
+    for l in range(2):
+        np.testing.assert_allclose(g.weights[l], gw[l], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(g.biases[l], gb[l], rtol=1e-12, atol=1e-14)  # bias terms too
+    d = bp_deltas(net, jnp.asarray(x), jnp.asarray(y))
+    assert len(d) == 2
+    for l in range(2):
+        np.testing.assert_allclose(d[l], deltas[l], rtol=1e-12, atol=1e-14)
+
+
+def test_bp_gradient_uses_the_named_loss(tiny):
+    net, x, y, _, _ = tiny
+    from dynlearn.losses import get_loss
+
+    for name in ("mse", "ce"):
+        loss = get_loss(name)
+        want = jax.grad(lambda w: loss(net.with_matrices((w, net.weights[1]), net.biases)(jnp.asarray(x)), jnp.asarray(y)))(net.weights[0])
+        np.testing.assert_allclose(bp_gradient(net, jnp.asarray(x), jnp.asarray(y), name).weights[0], want, rtol=1e-12)
+    d_ce = bp_deltas(net, jnp.asarray(x), jnp.asarray(y), "ce")[-1]
+    assert not np.allclose(d_ce, bp_deltas(net, jnp.asarray(x), jnp.asarray(y))[-1])
+
+
+def test_cosine_similarity_of_arrays_and_trees():
+    a, b = np.array([1.0, 2.0, -2.0]), np.array([3.0, 0.0, 4.0])
+    want = a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+    assert float(cosine_similarity(a, b)) == pytest.approx(want, rel=1e-14)
+    assert float(cosine_similarity(b, a)) == pytest.approx(want, rel=1e-14)
+    assert float(cosine_similarity(a, -2.5 * a)) == pytest.approx(-1.0, rel=1e-14)
+    # a tree is flattened and concatenated (leaves of different shapes), not compared leaf by leaf
+    ta, tb = (a[:1], a[1:].reshape(2, 1)), (b[:1], b[1:].reshape(2, 1))
+    assert float(cosine_similarity(ta, tb)) == pytest.approx(want, rel=1e-14)
+    # complex arrays: the real part of <a, b> (vdot conjugates the first argument)
+    za, zb = np.array([1 + 1j, 2.0]), np.array([1j, 1 - 1j])
+    zwant = np.real(np.vdot(za, zb)) / (np.linalg.norm(za) * np.linalg.norm(zb))
+    assert float(cosine_similarity(za, zb)) == pytest.approx(zwant, rel=1e-14)
+
+
+def test_relative_error_of_arrays_and_trees():
+    a, b = np.array([1.0, 2.0, 3.0]), np.array([1.5, 2.0, 1.0])
+    assert float(relative_error(a, b)) == pytest.approx(np.linalg.norm(a - b) / np.linalg.norm(b), rel=1e-14)
+    assert float(relative_error(b, a)) == pytest.approx(np.linalg.norm(a - b) / np.linalg.norm(a), rel=1e-14)  # not symmetric
+    tree_a, tree_b = {"u": a[:2], "v": a[2:]}, {"u": b[:2], "v": b[2:]}
+    assert float(relative_error(tree_a, tree_b)) == pytest.approx(np.linalg.norm(a - b) / np.linalg.norm(b), rel=1e-14)
+    z = np.array([3 + 4j, 0.0])  # |.| of complex entries
+    assert float(relative_error(z, np.array([0.0, 1.0]))) == pytest.approx(math.sqrt(26.0), rel=1e-14)
+
+
+def test_compare_per_layer_is_per_layer_weights_only(tiny):
+    net, x, y, W, b = tiny
+    ref = bp_gradient(net, jnp.asarray(x), jnp.asarray(y))
+    # layer 1 exact, layer 2 with its weights scaled by -2 (cos -1, rel. error 3) and biases garbage (ignored)
+    est = ref.with_matrices((ref.weights[0], -2.0 * ref.weights[1]), (ref.biases[0] + 100.0, ref.biases[1] * 0.0))
+    cmp = compare_per_layer(est, ref)
+    np.testing.assert_allclose(cmp["cosine"], [1.0, -1.0], rtol=1e-12)
+    np.testing.assert_allclose(cmp["relative_error"], [0.0, 3.0], atol=1e-12)
+    assert [len(w) for w in layer_weights(net)] == [1, 1]
+    np.testing.assert_array_equal(layer_weights(net)[1][0], W[1])
+
+
+def test_layer_weights_of_a_convolutional_network():
+    """Sub-layers without a weight (pooling, reshapes inside a Sequential) are skipped, kernels are kept."""
+    from dynlearn.networks import lenet5
+
+    net = lenet5(key=jax.random.key(0), in_shape=(1, 12, 12), n_out=3, pool="avg")
+    shapes = [[w.shape for w in ws] for ws in layer_weights(net)]
+    assert shapes == [[(6, 1, 5, 5)], [(16, 6, 5, 5)], [(120, 16)], [(84, 120)], [(3, 84)]]
+
+
+def test_loglog_slope_recovers_power_laws_and_rejects_bad_points():
+    x = np.array([1e-3, 1e-2, 1e-1])
+    assert loglog_slope(x, 7.0 * x**2) == pytest.approx(2.0, abs=1e-12)
+    assert loglog_slope(x, 0.1 * x**-1) == pytest.approx(-1.0, abs=1e-12)
+    assert loglog_slope([1.0, 2.0], [3.0, 3.0]) == pytest.approx(0.0, abs=1e-12)
+    # least squares over all points, not the end points: a kinked curve has the fitted slope
+    xs, ys = np.array([1.0, 2.0, 4.0]), np.array([1.0, 2.0, 16.0])
+    want = np.polyfit(np.log(xs), np.log(ys), 1)[0]
+    assert loglog_slope(xs, ys) == pytest.approx(want, rel=1e-12)
+    bad = (([1.0, 0.0], [1.0, 2.0]), ([-1.0, 2.0], [1.0, 2.0]), ([1.0, 2.0], [1.0, -2.0]), ([1.0], [1.0]), ([1.0, 2.0], [0.0, 1.0]))
+    for bad_x, bad_y in bad:
+        with pytest.raises(ValueError, match="two positive points"):
+            loglog_slope(bad_x, bad_y)
+
+
+# ----------------------------------------------------------------------------- analysis.fixed_points
+
+
+def test_energy_increase_is_the_largest_rise():
+    e = np.array([5.0, 4.0, 4.5, 3.0, 3.2, 1.0])  # rises of 0.5 and 0.2: the largest counts
+    assert energy_increase(e) == pytest.approx(0.5 / 5.0)
+    assert energy_increase(e, scale=2.0) == pytest.approx(0.25)
+    assert energy_increase(np.array([-1.0, -2.0, -1.5, -3.0])) == pytest.approx(0.5 / 3.0)  # scale max |E|, E < 0 too
+    assert energy_increase(np.array([3.0, 2.0, 1.0])) == 0.0  # monotone: no rise (never negative)
+    assert energy_increase(np.array([1.0, np.nan, 2.0, 1.5])) == pytest.approx(0.5)  # NaN samples are dropped
+    assert energy_increase(np.array([1.0])) == 0.0
+    assert energy_increase(np.array([0.0, 0.0, 1e-300])) > 0  # a zero scale does not divide by zero
+
+
+def test_spectrum_and_stability():
+    A = np.array([[-1.0, 2.0], [0.0, -3.0]])
+    ev = spectrum(lambda t, y, args: args @ y, jnp.zeros(2), jnp.asarray(A))
+    np.testing.assert_allclose(ev, [-1.0, -3.0])  # sorted, largest real part first
+    assert is_stable(ev) and is_stable(ev, margin=0.5) and not is_stable(ev, margin=1.0)
+    assert not is_stable(np.array([-1.0, 0.0]))
+
+
+# ----------------------------------------------------------------------------- dynamics: core numerics
+
+
+def test_max_norm_is_the_largest_absolute_entry_over_leaves():
+    tree = {"a": jnp.array([1.0, -7.0, 2.0]), "b": (jnp.array([[3.0, 4.0]]), jnp.zeros((0,)))}
+    assert float(max_norm(tree)) == 7.0  # not the mean, not the signed max, empty leaves skipped
+    assert float(max_norm({"z": jnp.array([3 + 4j])})) == 5.0
+    assert float(max_norm(())) == 0.0
+    assert bool(all_finite(tree)) and not bool(all_finite({"a": jnp.array([1.0, jnp.nan])}))
+
+
+def test_a_nan_state_is_diverged_and_a_steady_one_converged():
+    decay = relax(lambda t, y, args: -y, jnp.ones(3), None, DEFAULT)
+    assert int(decay.status) == CONVERGED and float(decay.residual) <= DEFAULT.tol
+    nan = relax(lambda t, y, args: y * jnp.nan, jnp.ones(3), None, DEFAULT, throw=False)
+    assert int(nan.status) == DIVERGED
+    # with fixed steps the NaN is accepted: the divergence event stops the solve at once, not after max_steps steps
+    euler = relax(lambda t, y, args: y * jnp.nan, jnp.ones(3), None, DEFAULT.replace(solver="euler"), throw=False)
+    assert int(euler.status) == DIVERGED and int(euler.num_steps) < 10
+
+
+# ----------------------------------------------------------------------------- theorems: verdicts and criteria
+
+
+def test_criteria_are_two_sided_where_they_say_so():
+    assert within(1.1, 1.0, 0.15)[2] and within(0.9, 1.0, 0.15)[2] and not within(1.2, 1.0, 0.15)[2] and not within(0.8, 1.0, 0.15)[2]
+    assert between(2.0, 1.0, 2.0)[2] and not between(2.1, 1.0, 2.0)[2] and not between(0.9, 1.0, 2.0)[2]
+    assert at_most(1.0, 1.0)[2] and not below(1.0, 1.0)[2] and at_least(1.0, 1.0)[2] and not above(1.0, 1.0)[2]
+
+
+def test_verdict_nan_fails_and_reported_never_counts():
+    v = Verdict.from_criteria(good=at_most(0.5, 1.0), nan=at_most(float("nan"), 1.0), shown=reported(float("nan")))
+    assert not v.passed and v.failed == ("nan",)
+    assert v.tolerance["shown"].startswith("reported")
+    only_reported = Verdict.from_criteria(shown=reported(3.0), ok=below(1.0, 2.0))
+    assert only_reported.passed and only_reported.failed == ()
+    assert not Verdict.from_criteria(bad=above(1.0, 2.0), shown=reported(1.0)).passed
