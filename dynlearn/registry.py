@@ -7,6 +7,7 @@ family or rule adds files and edits none: the module's ``@REGISTRY.register(name
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
@@ -19,13 +20,24 @@ T = TypeVar("T")
 FAMILY_ORDER = ("pc", "ep", "feedback", "pal", "microcircuit")
 
 
+def _module_names(package: str, path) -> list[str]:
+    """Every module below ``package`` (found on ``path``), without importing any of them."""
+    names = []
+    for m in pkgutil.iter_modules(path):
+        full = f"{package}.{m.name}"
+        names.append(full)
+        if m.ispkg:
+            names += _module_names(full, [os.path.join(p, m.name) for p in path])
+    return names
+
+
 def import_modules(package: str, skip: tuple[str, ...] = ()) -> None:
     """Import every public module of ``package`` and its subpackages except ``skip``: the families of
-    :data:`FAMILY_ORDER` first, in that order, then the rest by name."""
+    :data:`FAMILY_ORDER` first, in that order, then the rest by name (so entries register in that order)."""
     pkg = importlib.import_module(package)
     found = [
-        m.name for m in pkgutil.walk_packages(pkg.__path__, prefix=f"{package}.")
-        if not any(part.startswith("_") for part in m.name.split(".")) and m.name.rsplit(".", 1)[-1] not in skip
+        name for name in _module_names(package, pkg.__path__)
+        if not any(part.startswith("_") for part in name.split(".")) and name.rsplit(".", 1)[-1] not in skip
     ]
     rank = {name: i for i, name in enumerate(FAMILY_ORDER)}
 
