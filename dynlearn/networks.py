@@ -273,9 +273,12 @@ def init_network(
     ``"orthogonal"`` (scaled orthogonal). Biases are N(0, bias_scale²).
     """
     try:
-        sizes = tuple(int(s) for s in sizes)
-    except (TypeError, ValueError):
+        given = tuple(sizes)
+    except TypeError:
         raise ShapeError(f"sizes must be a sequence of positive integers, got {sizes!r}") from None
+    if not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in given):
+        raise ShapeError(f"sizes must be a sequence of positive integers, got {sizes!r}")
+    sizes = tuple(int(s) for s in given)
     if len(sizes) < 2 or any(s <= 0 for s in sizes):
         raise ShapeError(f"sizes must list at least two positive layer widths, got {sizes}")
     if scheme not in _SCHEMES:

@@ -43,6 +43,9 @@ def test_network_rejects_mismatched_layers():
         dl.Network((lin(3, 4), lin(5, 2)))
     with pytest.raises(UnknownNameError, match="unknown activation"):
         dl.init_network((2, 2), key=jax.random.key(0), activation="swishy")
+    for bad in ((4.5, 2), (3, True), 5):
+        with pytest.raises(ShapeError, match="sizes must be a sequence of positive integers"):
+            dl.init_network(bad, key=jax.random.key(0))
 
 
 def test_validate_inputs_catches_nan_and_shape():

@@ -33,6 +33,7 @@ from ..models.pal_simulation import run_patterns
 from ..networks import Network, init_network, linear_layer, matvec
 from .base import LEARNERS, Learner, Rule
 from .feedback.mechanism import feedback_call
+from .feedback.network import random_feedback
 
 
 class PALParams(eqx.Module):
@@ -53,18 +54,16 @@ class PALParams(eqx.Module):
         return [(f"B{l + 1}", b, w.T) for l, (b, w) in enumerate(zip(self.feedback, self.network.weights[1:]))]
 
 
-def draw_feedback(sizes, key, *, scale: float = 1.0, dtype=jnp.float32) -> tuple[Array, ...]:
-    """Backward matrices ``B_k ~ scale · sqrt(2/(n_in + n_out)) · N(0, 1)`` of shape ``(n_in, n_out)``, one key of
-    ``split(key, n)`` each (the draws of the feedback-alignment family)."""
-    shapes = feedback_shapes(tuple(sizes))
-    keys = jax.random.split(key, max(len(shapes), 1))
-    return tuple(scale * jnp.sqrt(2.0 / (n_in + n_out)) * jax.random.normal(k, (n_in, n_out), dtype) for k, (n_in, n_out) in zip(keys, shapes))
+def draw_feedback(network: Network, key, *, scale: float = 1.0) -> tuple[Array, ...]:
+    """PAL's backward matrices ``B_k`` (shaped like ``W_{k+1}ᵀ``): the feedback-alignment family's random draw
+    (:func:`dynlearn.rules.feedback.network.random_feedback`), transposed into PAL's layout."""
+    return tuple(layer.weight.T for layer in random_feedback(key, network, scale=scale))
 
 
 def init_params(key, network: Network, *, scale: float = 1.0) -> PALParams:
     """The learner's ``init(key, network)``: ``network`` plus :func:`draw_feedback` from the second key of ``split(key, 3)``."""
     _, k_fb, _ = jax.random.split(key, 3)
-    return PALParams(network, draw_feedback(network.sizes, k_fb, scale=scale, dtype=network.weights[0].dtype))
+    return PALParams(network, draw_feedback(network, k_fb, scale=scale))
 
 
 def init_pal_params(sizes, *, key, activation: str = "tanh", scale: float = 1.0, dtype=jnp.float32) -> PALParams:
