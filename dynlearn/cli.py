@@ -212,6 +212,7 @@ def check(
     family: Annotated[Optional[str], typer.Option(help="only checks of one family (pc, ep, feedback, pal, microcircuit)")] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="write results as JSON: a list of {name, passed, measured, tolerance}")] = None,
     figs: Annotated[Optional[Path], typer.Option(help="also make every figure into this folder, reusing the checks' results")] = None,
+    jobs: Annotated[Optional[int], typer.Option(min=1, help="worker processes (default: one per core, at most 4; 1 runs everything in this process)")] = None,
 ) -> None:
     """Run theorem checks (float64) and print measured figures against their tolerances.
 
@@ -221,7 +222,7 @@ def check(
     """
     from . import validation
     from .results import atomic_write
-    from .theorems import checks, run_checks
+    from .theorems import checks
 
     start = time.perf_counter()
     if json_path is not None:
@@ -235,15 +236,12 @@ def check(
         _fail(f"unknown check(s) {', '.join(unknown)}; known: {', '.join(available)}")
     if not selected:
         _fail(f"no checks in family {family!r}")
-    results = run_checks(selected, quick=quick, progress=True)
+    results, made = _run_work(selected, figs, quick, jobs)
     if json_path is not None:
         payload = json.dumps([r.to_json() for r in results], indent=2)
         atomic_write(json_path, lambda tmp: Path(tmp).write_text(payload))
     con = _console()
     con.print(_check_table(results, f"theorem checks ({'quick' if quick else 'full'})"))
-    made = []
-    if figs is not None:
-        made = _make_figures(None, quick, figs)
     n_pass = sum(r.passed for r in results)
     summary = f"{n_pass}/{len(results)} checks passed"
     if figs is not None:
@@ -255,24 +253,30 @@ def check(
         raise typer.Exit(1)
 
 
-def _make_figures(names, quick: bool, out: Path):
-    from tqdm.auto import tqdm
-
-    from .figures import figure_specs, make_figure
+def _figure_names(names) -> list[str]:
+    from .figures import figure_specs
 
     specs = figure_specs()
     selected = list(names) if names else list(specs)
     unknown = [n for n in selected if n not in specs]
     if unknown:
         _fail(f"unknown figure(s) {', '.join(unknown)}; known: {', '.join(specs)}")
-    made = []
-    bar = tqdm(selected, desc="figures", unit="fig", file=sys.stderr)
-    for n in bar:
-        bar.set_postfix_str(n)
-        png, nc = make_figure(n, quick=quick, out=out)
-        made.append(png)
-    bar.close()
-    return made
+    return selected
+
+
+def _run_work(checks: list[str], out: Path | None, quick: bool, jobs: int | None, figures=None):
+    """Run ``checks`` and (into ``out``) ``figures`` (default: all) on ``jobs`` processes; record the figures' times."""
+    from .parallel import default_jobs, recorded_seconds, run_checks_and_figures
+    from .results import atomic_write
+
+    figures = _figure_names(figures) if out is not None else []
+    root = Path(__file__).resolve().parents[1] / "theory"
+    hints = recorded_seconds(root / "checks.json", root / "figure_seconds.json", *([out / "figure_seconds.json"] if out else []))
+    results, made, times = run_checks_and_figures(checks, figures, quick=quick, out=out, jobs=jobs or default_jobs(), seconds=hints)
+    if figures:
+        payload = json.dumps({n: round(t, 2) for n, t in times.items()}, indent=1)
+        atomic_write(out / "figure_seconds.json", lambda tmp: Path(tmp).write_text(payload))
+    return results, [png for png, _ in made]
 
 
 @app.command()
@@ -281,13 +285,14 @@ def figs(
     names: Annotated[Optional[list[str]], typer.Argument(help="figures to make (default: all; see `dynlearn list`)")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="quick configurations instead of paper scale")] = False,
     out: Annotated[Path, typer.Option(help="output folder: NAME.png and NAME.nc (data with provenance) per figure")] = Path("figures"),
+    jobs: Annotated[Optional[int], typer.Option(min=1, help="worker processes (default: one per core, at most 4; 1 runs everything in this process)")] = None,
 ) -> None:
     """Regenerate figures: each is a PNG plus the plotted data as netCDF, with versions, seed and config."""
     from . import validation
 
     validation.output_dir(out, "--out")
     start = time.perf_counter()
-    made = _make_figures(names, quick, out)
+    _, made = _run_work([], out, quick, jobs, figures=names)
     _console().print(f"[bold]{len(made)} figures written to {out}[/bold] ({time.perf_counter() - start:.0f} s)")
 
 

@@ -4,6 +4,7 @@ import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("DYNLEARN_JOBS", "1")  # CLI tests run in-process; test_cli spawns workers explicitly
 
 import jax  # noqa: E402
 

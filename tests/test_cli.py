@@ -6,6 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dynlearn.cli import app
+import dynlearn as dl
 from dynlearn import load_run
 from dynlearn.results import load_dataset
 
@@ -95,3 +96,29 @@ def test_train_any_registered_rule_with_named_optimizer(tmp_path):
 def test_docs_needs_the_json(tmp_path):
     r = runner.invoke(app, ["docs", "--json", str(tmp_path / "missing.json")])
     assert r.exit_code == 2 and "does not exist" in r.output
+
+
+def test_check_and_figures_on_two_workers_match_one_process(tmp_path):
+    """`--jobs 2` spawns two workers: the same verdicts and measured figures as in-process, every figure written, the
+    figures' wall times recorded for the next run's ordering, and a bad DYNLEARN_JOBS named in the error."""
+    from dynlearn.parallel import default_jobs, run_checks_and_figures
+    from dynlearn.theorems import run_check
+
+    names = ["pc_fixed_prediction_exact", "pc_feedforward"]
+    results, made, seconds = run_checks_and_figures(names, ["pc_feedforward"], quick=True, out=tmp_path, jobs=2, progress=False)
+    assert [r.name for r in results] == names
+    for r in results:
+        here = run_check(r.name, quick=True, cache=False)
+        assert r.passed and here.passed
+        assert r.verdict.measured.keys() == here.verdict.measured.keys()
+        for key, value in r.verdict.measured.items():
+            assert abs(value - here.verdict.measured[key]) <= 1e-9 * max(1.0, abs(here.verdict.measured[key])), key
+    assert made[0][0].read_bytes()[:4] == b"\x89PNG" and seconds["pc_feedforward"] > 0
+    import os
+
+    os.environ["DYNLEARN_JOBS"] = "two"
+    try:
+        with pytest.raises(dl.ConfigError, match="DYNLEARN_JOBS"):
+            default_jobs()
+    finally:
+        os.environ["DYNLEARN_JOBS"] = "1"

@@ -1,0 +1,204 @@
+"""Checks and figures on several worker processes: what ``dynlearn check --jobs N`` and ``dynlearn figs --jobs N`` run.
+
+Two phases. First every check runs on a pool of ``jobs`` processes (longest first, by the wall times of the last
+recorded run when there is one); then every figure runs on the same pool, each worker holding the results of all the
+checks, so a figure that plots a check (``run_check(name, quick=quick)``) reuses its result instead of recomputing it.
+Workers are spawned (JAX does not survive ``fork``) and, unless the caller set ``XLA_FLAGS``, run XLA on one thread
+each, so ``jobs`` processes share ``jobs`` cores without oversubscription. With ``jobs=1`` everything runs in the
+calling process and nothing is spawned.
+
+Results are the same objects as in one process (:class:`dynlearn.theorems.CheckResult`, the figure's PNG and
+``.nc`` paths); an error raised in a worker is raised here with its type, its message prefixed with the check's or
+figure's name.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+SINGLE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+def default_jobs() -> int:
+    """Worker processes by default: ``$DYNLEARN_JOBS`` if set, else one per core, at most 4 (more rarely pays for the
+    extra compilations)."""
+    env = os.environ.get("DYNLEARN_JOBS", "").strip()
+    if env:
+        from . import validation
+
+        try:
+            return validation.integer("DYNLEARN_JOBS", int(env), low=1)
+        except ValueError:
+            from .errors import ConfigError
+
+            raise ConfigError(f"DYNLEARN_JOBS must be a whole number >= 1, got {env!r}") from None
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _check_task(name: str, quick: bool):
+    from .theorems.registry import run_check
+
+    return run_check(name, quick=quick)
+
+
+def _figure_task(name: str, quick: bool, out: str, memo: dict) -> tuple[tuple[Path, Path], float]:
+    """Make one figure (after seeding this process's check memo); return its paths and wall time."""
+    from .figures import make_figure
+    from .theorems import registry
+
+    for key, result in memo.items():
+        registry._MEMO.setdefault(key, result)
+    start = time.perf_counter()
+    paths = make_figure(name, quick=quick, out=out)
+    return paths, time.perf_counter() - start
+
+
+def recorded_seconds(*paths: str | Path) -> dict[str, float]:
+    """Wall times by name from earlier runs: ``dynlearn check --json`` lists and ``figure_seconds.json`` maps.
+
+    Missing or unreadable files are skipped: the times only order the work."""
+    seconds: dict[str, float] = {}
+    for path in paths:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, list):
+            data = {r.get("name"): r.get("seconds", 0.0) for r in data if isinstance(r, dict)}
+        if isinstance(data, dict):
+            seconds.update({str(k): float(v) for k, v in data.items() if isinstance(v, (int, float))})
+    return seconds
+
+
+def _prefixed(name: str, error: BaseException) -> BaseException:
+    from .errors import DynlearnError
+
+    if isinstance(error, DynlearnError):
+        return type(error)(f"{name}: {error}")
+    return error
+
+
+@contextlib.contextmanager
+def _pool(jobs: int) -> Iterator[cf.Executor]:
+    """A spawn-context process pool whose workers run single-threaded XLA unless ``XLA_FLAGS`` is set."""
+    saved = os.environ.get("XLA_FLAGS")
+    if saved is None:
+        os.environ["XLA_FLAGS"] = SINGLE_THREAD_XLA  # read by the spawned workers at their JAX import
+    try:
+        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            yield pool
+    finally:
+        if saved is None:
+            os.environ.pop("XLA_FLAGS", None)
+
+
+def _run_all(pool: cf.Executor, tasks: list[tuple[str, Callable, tuple]], on_done: Callable[[str], None]) -> dict[str, Any]:
+    """Submit ``(name, fn, args)`` tasks in order; return ``{name: result}``; the first error cancels the rest."""
+    futures = {pool.submit(fn, *args): name for name, fn, args in tasks}
+    results = {}
+    try:
+        for fut in cf.as_completed(futures):
+            name = futures[fut]
+            error = fut.exception()
+            if error is not None:
+                prefixed = _prefixed(name, error)
+                raise prefixed from (None if prefixed is error else error)
+            results[name] = fut.result()
+            on_done(name)
+    except BaseException:
+        for fut in futures:
+            fut.cancel()
+        raise
+    return results
+
+
+def _bar(total: int, desc: str, unit: str, progress: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=not progress)
+
+
+def _longest_first(names: list[str], seconds: dict[str, float]) -> list[str]:
+    return sorted(names, key=lambda n: -seconds.get(n, 0.0))
+
+
+def run_checks_and_figures(
+    checks: Iterable[str],
+    figures: Iterable[str] = (),
+    *,
+    quick: bool = True,
+    out: str | Path | None = None,
+    jobs: int = 1,
+    seconds: dict[str, float] | None = None,
+    progress: bool = True,
+):
+    """Run ``checks``, then make ``figures`` into ``out``, on ``jobs`` processes.
+
+    Returns ``(check_results, figure_paths, figure_seconds)``: the :class:`~dynlearn.theorems.CheckResult` of each
+    check and each figure's ``(png, nc)`` in the order given, and each figure's wall time by name. ``seconds``
+    (name -> wall time of an earlier run, see :func:`recorded_seconds`) only orders the work, longest first.
+    """
+    from .theorems.registry import _MEMO
+
+    checks, figures, seconds = list(checks), list(figures), dict(seconds or {})
+    if figures and out is None:
+        raise ValueError("out: figures need an output folder")
+    if jobs <= 1:
+        return _run_here(checks, figures, quick, out, progress)
+    with _pool(jobs) as pool:
+        done = {}
+        if checks:
+            bar = _bar(len(checks), "theorem checks", "check", progress)
+            done = _run_all(pool, [(n, _check_task, (n, quick)) for n in _longest_first(checks, seconds)], _advance(bar))
+            bar.close()
+        results = [done[n] for n in checks]
+        memo = {(r.name, quick, ()): r for r in results}
+        for key, r in memo.items():
+            _MEMO.setdefault(key, r)
+        made = {}
+        if figures:
+            bar = _bar(len(figures), "figures", "fig", progress)
+            tasks = [(n, _figure_task, (n, quick, str(out), memo)) for n in _longest_first(figures, seconds)]
+            made = _run_all(pool, tasks, _advance(bar))
+            bar.close()
+    return results, [made[n][0] for n in figures], {n: made[n][1] for n in figures}
+
+
+def _advance(bar):
+    def on_done(name: str) -> None:
+        bar.set_postfix_str(name)
+        bar.update(1)
+
+    return on_done
+
+
+def _run_here(checks: list[str], figures: list[str], quick: bool, out, progress: bool):
+    """The same work in this process, one item after another."""
+    from .figures import make_figure
+    from .theorems.registry import run_checks
+
+    results = run_checks(checks, quick=quick, progress=progress) if checks else []
+    made, times = [], {}
+    bar = _bar(len(figures), "figures", "fig", progress)
+    for name in figures:
+        bar.set_postfix_str(name)
+        start = time.perf_counter()
+        try:
+            made.append(make_figure(name, quick=quick, out=out))
+            times[name] = time.perf_counter() - start
+        except Exception as error:
+            prefixed = _prefixed(name, error)
+            if prefixed is error:
+                raise
+            raise prefixed from error
+        bar.update(1)
+    bar.close()
+    return results, made, times
