@@ -20,10 +20,12 @@ numerically and in float64, the theorems the field rests on.
 
 \b
 Start here:
-  dynlearn check --quick                       # every theorem check, quick configs, a pass/fail table
-  dynlearn check pc_bp_limit --json r.json     # one check at paper scale, figures in JSON
-  dynlearn figs --quick --out figures          # every figure as PNG + netCDF data
+  dynlearn check                               # every theorem check, quick configs, a pass/fail table
+  dynlearn check pc_bp_limit --full --json r.json   # one check at paper scale, figures in JSON
+  dynlearn check pc_bp_limit --figs figures    # one check and the figures of its theory page
+  dynlearn figs --out figures                  # every figure (quick) as PNG + PDF + netCDF data
   dynlearn train --model pc --data digits      # predictive coding on scikit-learn's digits, vs backprop
+  dynlearn train --model pc --set activation=relu --set nudge=0.05   # learner options
   dynlearn list                                # models, rules, checks and figures known to this version
 """
 
@@ -50,8 +52,19 @@ def _fail(message: str, code: int = 2) -> None:
 _DEBUG = {"on": bool(os.environ.get("DYNLEARN_DEBUG"))}
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"dynlearn {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _options(debug: Annotated[bool, typer.Option("--debug", help="show the full traceback of an error instead of one line")] = False) -> None:
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="show the full traceback of an error instead of one line")] = False,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version, help="print the version and exit")] = False,
+) -> None:
     _DEBUG["on"] = debug or bool(os.environ.get("DYNLEARN_DEBUG"))
 
 
@@ -82,16 +95,26 @@ def _handled(command):
 
 
 @app.command("list")
-def list_all() -> None:
+def list_all(
+    options: Annotated[bool, typer.Option("--options", help="also show each learner's options and defaults (set with dynlearn train --set KEY=VALUE)")] = False,
+) -> None:
     """List the models/rules, theorem checks and figures this version knows."""
     from .figures import figure_specs
-    from .rules import get_learner, learner_names
+    from .rules import LEARNERS, get_learner, learner_names
     from .theorems import checks
 
     con = _console()
     con.print("[bold]models and rules[/bold] (dynlearn train --model NAME, or --rule NAME)")
-    for name in learner_names():
-        con.print(f"  {name:<14} {get_learner(name).description}")
+    names = learner_names()
+    width = max(map(len, names)) + 1
+    for name in names:
+        con.print(f"  {name:<{width}} {get_learner(name).description}")
+        if options:
+            import inspect
+
+            params = inspect.signature(LEARNERS[name]).parameters.values()
+            shown = ", ".join(f"{p.name}={p.default!r}" for p in params if p.kind is p.KEYWORD_ONLY)
+            con.print(f"  {'':<{width}} [dim]--set {shown or '(no options)'}[/dim]")
     con.print("\n[bold]theorem checks[/bold] (dynlearn check NAME)")
     for c in checks().values():
         con.print(f"  {c.name:<30} {c.statement}")
@@ -137,6 +160,7 @@ def train(
     resume: Annotated[Optional[Path], typer.Option(help="continue the run in this folder from its last checkpoint (its config.json gives every option)")] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(min=1, help="also checkpoint every N steps (default: after every epoch)")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="a learner option KEY=VALUE, repeatable (e.g. --set nudge=0.01 --set activation=relu); `dynlearn list --options` shows each learner's")] = None,
 ) -> None:
     """Train a model on a data set and report test accuracy (and backprop's, on the same network).
 
@@ -146,24 +170,30 @@ def train(
       dynlearn train --model ep --rule symmetric --name ep-sym
       dynlearn train --rule fa --data fashion_mnist
       dynlearn train --resume runs/ep-sym --epochs 40
+      dynlearn train --model pc --set activation=relu --set nudge=0.05
     Each run gets its own folder OUT/NAME with config.json and an atomic checkpoint after every epoch
     (params, optimiser and rule state, position, history.nc); --resume continues it bit-identically.
     """
     from . import validation
     from ._cli_train import _default_name, _resumed_options, _train_one, _train_table
     from .data import load
+    from ._cli_options import parse_set
     from .learning import make_optimizer
     from .rules import get_learner
 
+    options = parse_set(set_)
     if resume is not None:
         opts = _resumed_options(resume, epochs)
         model, rule, data, hidden, batch_size = opts["model"], opts["rule"], opts["data"], opts["hidden"], opts["batch_size"]
         lr, optimizer, seed, checkpoint_every, epochs, compare_bp = opts["lr"], opts["optimizer"], opts["seed"], opts["checkpoint_every"], opts["epochs"], False
+        if options:
+            _fail("--set cannot change a resumed run: its options come from its config.json")
+        options = opts.get("options", {})
     epochs = 20 if epochs is None else epochs
     if model is None and rule is None:
         _fail("give --model (e.g. --model pc) or --rule (e.g. --rule fa); `dynlearn list` shows the names")
     sizes = _parse_hidden(hidden)
-    learner = get_learner(_learner_name(model, rule))
+    learner = get_learner(_learner_name(model, rule), **options)
     lr = learner.defaults.get("lr", 1e-3) if lr is None else lr
     make_optimizer(optimizer, lr)  # names and lr checked before any work
     if resume is None:
@@ -172,10 +202,10 @@ def train(
     activation = learner.defaults.get("activation")
     reference = get_learner("bp", **({"activation": activation} if activation else {}))
     cli = {"model": model, "rule": rule, "data": data, "hidden": hidden, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-           "optimizer": optimizer, "seed": seed, "checkpoint_every": checkpoint_every}
+           "optimizer": optimizer, "seed": seed, "checkpoint_every": checkpoint_every, "options": options}
     folder = resume if resume is not None else out / (name or _default_name(learner, cli))
     runs = [(learner, folder)] + ([(reference, folder.with_name(folder.name + "-bp"))] if compare_bp and learner.name != "bp" else [])
-    rows = [_train_one(lrn, dataset, sizes, dict(cli, model=lrn.name if lrn is reference else model, rule=None if lrn is reference else rule), f, resume is not None, progress)
+    rows = [_train_one(lrn, dataset, sizes, dict(cli, model=lrn.name, rule=None, options={}) if lrn is reference else cli, f, resume is not None, progress)
             for lrn, f in runs]
     _train_table(data, dataset, sizes, epochs, rows)
 
@@ -208,10 +238,10 @@ def _check_table(results, title: str):
 @_handled
 def check(
     names: Annotated[Optional[list[str]], typer.Argument(help="checks to run (default: all; see `dynlearn list`)")] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="small configurations (seconds each) instead of paper scale")] = False,
+    quick: Annotated[bool, typer.Option("--quick/--full", help="small configurations, seconds each (default), or paper scale")] = True,
     family: Annotated[Optional[str], typer.Option(help="only checks of one family (pc, ep, feedback, pal, microcircuit)")] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="write results as JSON: a list of {name, passed, measured, tolerance}")] = None,
-    figs: Annotated[Optional[Path], typer.Option(help="also make every figure into this folder, reusing the checks' results")] = None,
+    figs: Annotated[Optional[Path], typer.Option(help="also make the figures of the selected checks (all figures when no check or family is named) into this folder, reusing the checks' results")] = None,
     jobs: Annotated[Optional[int], typer.Option(min=1, help="worker processes (default: one per core, at most 4; 1 runs everything in this process)")] = None,
 ) -> None:
     """Run theorem checks (float64) and print measured figures against their tolerances.
@@ -236,7 +266,8 @@ def check(
         _fail(f"unknown check(s) {', '.join(unknown)}; known: {', '.join(available)}")
     if not selected:
         _fail(f"no checks in family {family!r}")
-    results, made = _run_work(selected, figs, quick, jobs)
+    figures = None if not (names or family) else _check_figures(selected)
+    results, made = _run_work(selected, figs, quick, jobs, figures=figures)
     if json_path is not None:
         payload = json.dumps([r.to_json() for r in results], indent=2)
         atomic_write(json_path, lambda tmp: Path(tmp).write_text(payload))
@@ -264,12 +295,22 @@ def _figure_names(names) -> list[str]:
     return selected
 
 
+def _check_figures(selected: list[str]) -> list[str]:
+    from ._cli_options import figures_of_checks
+    from .figures import figure_specs
+
+    return figures_of_checks(selected, Path(__file__).resolve().parents[1] / "theory", list(figure_specs()))
+
+
 def _run_work(checks: list[str], out: Path | None, quick: bool, jobs: int | None, figures=None):
     """Run ``checks`` and (into ``out``) ``figures`` (default: all) on ``jobs`` processes; record the figures' times."""
     from .parallel import default_jobs, recorded_seconds, run_checks_and_figures
     from .results import atomic_write
 
-    figures = _figure_names(figures) if out is not None else []
+    if out is None:
+        figures = []
+    elif figures is None or figures:
+        figures = _figure_names(figures)  # None: every figure; names are checked
     root = Path(__file__).resolve().parents[1] / "theory"
     hints = recorded_seconds(root / "checks.json", root / "figure_seconds.json", *([out / "figure_seconds.json"] if out else []))
     results, made, times = run_checks_and_figures(checks, figures, quick=quick, out=out, jobs=jobs or default_jobs(), seconds=hints)
@@ -283,7 +324,7 @@ def _run_work(checks: list[str], out: Path | None, quick: bool, jobs: int | None
 @_handled
 def figs(
     names: Annotated[Optional[list[str]], typer.Argument(help="figures to make (default: all; see `dynlearn list`)")] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="quick configurations instead of paper scale")] = False,
+    quick: Annotated[bool, typer.Option("--quick/--full", help="quick configurations (default) or paper scale (minutes to hours: the holistic comparison is a full sweep)")] = True,
     out: Annotated[Path, typer.Option(help="output folder: NAME.png and NAME.nc (data with provenance) per figure")] = Path("figures"),
     jobs: Annotated[Optional[int], typer.Option(min=1, help="worker processes (default: one per core, at most 4; 1 runs everything in this process)")] = None,
 ) -> None:
@@ -314,59 +355,7 @@ def docs(
     typer.echo(f"{len(changed)} theory page(s) updated from {json_path}")
 
 
-SWEEP_HELP = """Run a sweep: a grid and/or list over the parameters of a check, a training run or a figure, times seeds.
-
-Points are written to OUT one by one as they finish (a kill loses only the points running); running the same
-command again computes only the missing points (and retries failed ones). The result is ONE xarray Dataset with a
-dimension per swept parameter, in OUT/result.zarr; in Python: dynlearn.results.open_result(OUT).
-
-\b
-CONFIG.toml, by example:
-  [run]
-  kind = "check"              # check | train | figure
-  name = "pc_feedforward"     # a registered check or figure (train: a learner), see `dynlearn list`
-  quick = true                # start from the check's/figure's quick configuration
-  seeds = [0, 1, 2, 3]        # dimension "seed"
-  [params]                    # fixed for every point
-  n_times = 11
-  [grid]                      # outer product, one dimension per key
-  t_end = [20.0, 40.0, 60.0]
-  [zip]                       # optional: equal-length lists zipped along dimension "case"
-  batch = [2, 4]
-  sizes = [[5, 10, 3], [5, 20, 3]]
-\b
-kind = "train": parameters learner (grid value "*" = every registered learner but [run] exclude), data, hidden,
-epochs, batch_size, lr, optimizer, train_fraction, prune (levels), prune_min_fraction, noise (sigmas), n_test.
-Shipped: dynlearn sweep holistic_quick (the BP-vs-bio comparison of Gupta et al.; holistic_full at scale).
-\b
-Examples:
-  dynlearn sweep my_sweep.toml --out sweeps/mine
-  dynlearn sweep my_sweep.toml --executor processes --workers 4
-  dynlearn sweep my_sweep.toml --scheduler tcp://10.0.0.1:8786      # a dask.distributed cluster
-"""
-
-
-@app.command("sweep", help=SWEEP_HELP)
-@_handled
-def sweep(
-    config: Annotated[str, typer.Argument(help="a sweep TOML file, or the name of a shipped one (holistic_quick, holistic_full)")],
-    out: Annotated[Optional[Path], typer.Option(help="store folder (default: sweeps/<config name>)")] = None,
-    executor: Annotated[str, typer.Option(help="inprocess, processes (a local process pool) or dask (needs --scheduler)")] = "inprocess",
-    scheduler: Annotated[Optional[str], typer.Option(help="dask.distributed scheduler address, e.g. tcp://host:8786 (implies --executor dask)")] = None,
-    workers: Annotated[Optional[int], typer.Option(min=1, help="processes of --executor processes (default: CPU count)")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="no progress bar; only the summary line")] = False,
-) -> None:
-    from .sweep import run_sweep, shipped_config
-
-    path = Path(config)
-    if not path.exists() and not config.endswith(".toml"):
-        path = shipped_config(config)
-    out = out if out is not None else Path("sweeps") / path.stem
-    summary = run_sweep(path, out, executor=executor, scheduler=scheduler, workers=workers, quiet=quiet)
-    typer.echo(summary.line())
-    if summary.failed:
-        typer.echo(f"{summary.failed} point(s) failed; their errors are in {out}/failed/ and the result's `error` variable", err=True)
-        raise typer.Exit(1)
+from . import _cli_sweep  # noqa: E402,F401  - registers `dynlearn sweep`
 
 
 def main() -> None:  # pragma: no cover - entry point

@@ -153,10 +153,11 @@ def raise_for_step(step, metrics: dict[str, float], learner: Learner, context: s
 
 def init_params(learner: Learner, key, sizes: Sequence[int] | None = None, network: Network | None = None):
     """``learner.init(key, network)`` around ``network``, or around an MLP of layer widths ``sizes`` with the learner's
-    activation (its ``defaults["activation"]``)."""
+    activation and initialisation scheme (its ``defaults["activation"]`` and ``defaults["init"]``, see
+    :func:`dynlearn.init_network`; Xavier-normal when the learner names none)."""
     k_net, k_rule = jax.random.split(key)
     if network is None:
-        network = init_network(sizes, key=k_net, activation=learner.defaults.get("activation", "tanh"))
+        network = init_network(sizes, key=k_net, activation=learner.defaults.get("activation", "tanh"), scheme=learner.defaults.get("init", "xavier"))
     return learner.init(k_rule, network)
 
 

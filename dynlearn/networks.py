@@ -253,7 +253,7 @@ class Network(eqx.Module):
                 raise NonFiniteError(f"{name} contain NaN or inf")
 
 
-_SCHEMES = ("xavier", "lecun", "uniform", "orthogonal")
+_SCHEMES = ("xavier", "lecun", "uniform", "orthogonal", "fan_in_uniform")
 
 
 def init_network(
@@ -270,7 +270,9 @@ def init_network(
 
     Schemes: ``"xavier"`` (normal, variance ``2 gain²/(n_in + n_out)``), ``"lecun"`` (variance
     ``gain²/n_in``), ``"uniform"`` (U(−gain, gain), the microcircuit papers' choice) and
-    ``"orthogonal"`` (scaled orthogonal). Biases are N(0, bias_scale²).
+    ``"orthogonal"`` (scaled orthogonal), and ``"fan_in_uniform"``: weights *and* biases U(−g/√n_in, g/√n_in), the
+    default dense layer of equinox and PyTorch (``bias_scale`` is then unused). Other schemes' biases are
+    N(0, bias_scale²).
     """
     try:
         given = tuple(sizes)
@@ -297,10 +299,16 @@ def init_network(
             w = gain / jnp.sqrt(n_in) * jax.random.normal(kw, shape, dtype)
         elif scheme == "uniform":
             w = jax.random.uniform(kw, shape, dtype, -gain, gain)
+        elif scheme == "fan_in_uniform":
+            bound = gain / math.sqrt(n_in)
+            w = jax.random.uniform(kw, shape, dtype, -bound, bound)
         else:
             w = gain * jax.nn.initializers.orthogonal()(kw, shape, dtype)
         weights.append(w)
-        biases.append(bias_scale * jax.random.normal(kb, (n_out,), dtype))
+        if scheme == "fan_in_uniform":
+            biases.append(jax.random.uniform(kb, (n_out,), dtype, -bound, bound))
+        else:
+            biases.append(bias_scale * jax.random.normal(kb, (n_out,), dtype))
     return Network.from_matrices(weights, biases, activation)
 
 

@@ -16,7 +16,7 @@ runner = CliRunner()
 def test_help_teaches():
     r = runner.invoke(app, ["--help"])
     assert r.exit_code == 0
-    assert "dynlearn check --quick" in r.output and "dynlearn train --model pc" in r.output
+    assert "dynlearn check " in r.output and "--full" in r.output and "dynlearn train --model pc" in r.output and "--set" in r.output
     r = runner.invoke(app, ["train", "--help"])
     assert r.exit_code == 0 and "--rule" in r.output and "Examples" in r.output
 
@@ -122,3 +122,29 @@ def test_check_and_figures_on_two_workers_match_one_process(tmp_path):
             default_jobs()
     finally:
         os.environ["DYNLEARN_JOBS"] = "1"
+
+
+def test_version_quick_default_and_figures_of_one_check(tmp_path):
+    """`--version` prints the package version; `check NAME --figs` runs quick by default and draws only the figures of
+    that check's theory page."""
+    from dynlearn import __version__
+
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.output.strip() == f"dynlearn {__version__}"
+    r = runner.invoke(app, ["check", "pc_fixed_point", "--figs", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert "theorem checks (quick)" in r.output
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["pc_fixed_point.png"]
+
+
+def test_set_passes_learner_options_and_names_bad_ones(tmp_path):
+    from dynlearn._cli_options import parse_set
+
+    assert parse_set(["nudge=0.01", "activation=relu", "flag=true"]) == {"nudge": 0.01, "activation": "relu", "flag": True}
+    r = runner.invoke(app, ["train", "--model", "pc", "--set", "activation=relu", "--epochs", "1", "--hidden", "8", "--no-compare-bp",
+                            "--no-progress", "--out", str(tmp_path), "--name", "s"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "s" / "config.json").read_text())["metadata"]["cli"]["options"] == {"activation": "relu"}
+    for bad, needle in ((["--set", "nudge"], "KEY=VALUE"), (["--set", "bogus=1"], "bogus"), (["--set", "nudge=-1"], "nudge")):
+        r = runner.invoke(app, ["train", "--model", "pc", *bad, "--epochs", "1", "--out", str(tmp_path)])
+        assert r.exit_code == 2 and needle in r.output, (bad, r.output)

@@ -70,3 +70,19 @@ def test_pc_within_one_point_of_bp_on_digits():
     print(acc)
     assert np.mean(acc["bp"]) > 0.95
     assert np.mean(acc["pc"]) >= np.mean(acc["bp"]) - 0.01
+
+
+def test_nonsmooth_activation_defaults_to_the_fixed_budget_and_options_override():
+    """ReLU's flow has no classical steady state at a kink: the default inference is T = 20 Euler steps, unless the
+    caller asks for a relaxation; a smooth activation keeps the steady-state default; a bad init scheme is named."""
+    from dynlearn.errors import ConfigError
+    from dynlearn.rules import get_learner
+    from dynlearn.rules.pc import FIXED_BUDGET
+
+    relu = get_learner("pc", activation="relu").rule.config
+    assert relu == FIXED_BUDGET and not relu.steady and relu.t1 / relu.dt0 == pytest.approx(20)
+    assert get_learner("pc/clamped", activation="relu").rule.config == FIXED_BUDGET
+    assert get_learner("pc", activation="relu", tol=1e-3).rule.config.steady
+    assert get_learner("pc").rule.config.steady
+    with pytest.raises(ConfigError, match="init"):
+        get_learner("pc", init="glorot")

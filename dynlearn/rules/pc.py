@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import diffrax
 import equinox as eqx
 import jax.numpy as jnp
 
@@ -26,7 +27,7 @@ from ..config import TRAINING, RelaxConfig
 from ..losses import mse_loss
 from ..models.base import Data, equilibrium
 from ..models.pc import PredictiveCoding
-from ..networks import Network
+from ..networks import Network, activation_name
 from .base import LEARNERS, Learner, Rule
 
 
@@ -70,18 +71,35 @@ class ClampedPC(_PCRule):
     output: ClassVar[str] = "clamped"
 
 
-def relax_config(config: RelaxConfig | None = None, *, steady: bool | None = None, **relax) -> RelaxConfig:
+#: activations whose derivative jumps: the PC flow is discontinuous at their kinks and can slide along one without
+#: a classical steady state (an adaptive solver then shrinks its step until ``max_steps``)
+NONSMOOTH = ("relu", "hard_sigmoid")
+
+#: inference for a non-smooth activation: 20 explicit Euler steps of dt = 0.1 without a steady-state test, the
+#: fixed-budget protocol of the discrete PC literature (T = 20, state rate 0.1) and of the PC libraries in JAX
+FIXED_BUDGET = TRAINING.replace(solver=diffrax.Euler(), dt0=0.1, t1=2.0, steady=False, throw=False)
+
+
+def relax_config(config: RelaxConfig | None = None, *, steady: bool | None = None, activation=None, **relax) -> RelaxConfig:
     """:data:`TRAINING` (or ``config``) with ``relax`` fields changed; ``steady=False`` is a fixed budget
-    (integrate to ``t1``; no error when the state is still moving at ``t1``)."""
+    (integrate to ``t1``; no error when the state is still moving at ``t1``). With neither ``config`` nor a relaxation
+    option given and a non-smooth ``activation`` (:data:`NONSMOOTH`, e.g. ReLU) the base is :data:`FIXED_BUDGET`."""
     changes = dict(relax)
     if steady is not None:
         changes["steady"] = steady
         if not steady:
             changes.setdefault("throw", False)
-    return (TRAINING if config is None else config).replace(**changes)
+    if config is None:
+        nonsmooth = activation is not None and activation_name(activation) in NONSMOOTH
+        config = FIXED_BUDGET if (nonsmooth and not changes) else TRAINING
+    return config.replace(**changes)
 
 
-def _learner(name: str, rule: _PCRule, activation, description: str) -> Learner:
+def _learner(name: str, rule: _PCRule, activation, init: str, description: str) -> Learner:
+    from ..networks import _SCHEMES
+
+    if init not in _SCHEMES:
+        raise ValueError(f"init must be one of {', '.join(_SCHEMES)}, got {init!r}")
     c = rule.config
     relax = dict(solver=c.solver, t1=c.t1, tol=c.tol, rtol=c.rtol, atol=c.atol, dt0=c.dt0, max_steps=c.max_steps, steady=c.steady)
     extra = {"nudge": rule.nudge} if isinstance(rule, NudgedPC) else {}
@@ -89,28 +107,31 @@ def _learner(name: str, rule: _PCRule, activation, description: str) -> Learner:
         name=name,
         rule=rule,
         description=description,
-        defaults={"activation": activation, "lr": 3e-3, "output": rule.output, **extra, **relax},
+        defaults={"activation": activation, "init": init, "lr": 3e-3, "output": rule.output, **extra, **relax},
     )
 
 
 @LEARNERS.register("pc")
-def pc_learner(*, output: str = "nudged", activation="gelu", nudge: float = 0.1, config: RelaxConfig | None = None, steady: bool | None = None, **relax) -> Learner:
+def pc_learner(*, output: str = "nudged", activation="gelu", nudge: float = 0.1, init: str = "xavier", config: RelaxConfig | None = None, steady: bool | None = None, **relax) -> Learner:
     """Supervised PC, output nudged (γ = ``nudge``; default) or, with ``output="clamped"``, clamped to the target.
 
-    Defaults: a smooth activation (GELU; with ReLU the flow is discontinuous at the kinks and can slide along them
-    without a classical steady state) and :data:`TRAINING` inference; ``relax`` (``solver=``, ``dt0=``, ``t1=``,
-    ``tol=``, ``max_steps=``, ...) changes its fields, ``config=`` replaces it.
+    Defaults: a smooth activation (GELU) and :data:`TRAINING` inference (to a steady state). With a non-smooth
+    activation (ReLU, :data:`NONSMOOTH`) the flow is discontinuous at the kinks and can slide along one without a
+    classical steady state, so inference defaults to :data:`FIXED_BUDGET` (T = 20 Euler steps of 0.1). ``relax``
+    (``solver=``, ``dt0=``, ``t1=``, ``tol=``, ``max_steps=``, ...) changes the fields, ``config=`` replaces it.
+    ``init`` names the initialisation scheme of :func:`dynlearn.init_network` (measured on digits, ReLU, 128-128,
+    Adam 1e-3, 5 epochs, mean of 4 seeds: Xavier-normal 94.9%, fan-in uniform 95.3%; backprop 95.2%).
     """
     if output == "clamped":
-        return pc_clamped_learner(activation=activation, config=config, steady=steady, **relax)
+        return pc_clamped_learner(activation=activation, init=init, config=config, steady=steady, **relax)
     if output != "nudged":
         raise ValueError(f"PC's output is 'nudged' (pulled toward the target with strength nudge) or 'clamped' (fixed to the target), got {output!r}")
-    rule = NudgedPC(relax_config(config, steady=steady, **relax), nudge)
-    return _learner("pc", rule, activation, "predictive coding: nudge the output toward the target (pc/clamped: fix it), relax, apply the local Hebbian rule")
+    rule = NudgedPC(relax_config(config, steady=steady, activation=activation, **relax), nudge)
+    return _learner("pc", rule, activation, init, "predictive coding: nudge the output toward the target (pc/clamped: fix it), relax, apply the local Hebbian rule")
 
 
 @LEARNERS.register("pc/clamped")
-def pc_clamped_learner(*, activation="gelu", config: RelaxConfig | None = None, steady: bool | None = None, **relax) -> Learner:
+def pc_clamped_learner(*, activation="gelu", init: str = "xavier", config: RelaxConfig | None = None, steady: bool | None = None, **relax) -> Learner:
     """Supervised PC with the output clamped to the target (see :func:`pc_learner` for the options)."""
-    rule = ClampedPC(relax_config(config, steady=steady, **relax))
-    return _learner("pc/clamped", rule, activation, "predictive coding: clamp the output to the target, relax, apply the local Hebbian rule")
+    rule = ClampedPC(relax_config(config, steady=steady, activation=activation, **relax))
+    return _learner("pc/clamped", rule, activation, init, "predictive coding: clamp the output to the target, relax, apply the local Hebbian rule")
