@@ -36,7 +36,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 PEERS = HERE / ".venv"
 ENV = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1", "JAX_PLATFORMS": "cpu"}
-CONTESTANTS = ("dynlearn-euler", "dynlearn-steady", "pcx", "jpc", "bp")
+CONTESTANTS = ("dynlearn-euler", "dynlearn-steady", "dynlearn-scan", "hand-scan", "pcx", "jpc", "bp")
 HIDDEN, LR = (128, 128), 1e-3
 
 
@@ -206,11 +206,15 @@ def run_worker(name: str, data: Path, epochs: int, batch: int, T: int, dt: float
     d = np.load(data)
     xtr, ytr, xte, lte = d["x_train"], d["y_train"], d["x_test"], d["labels_test"]
     sizes = (xtr.shape[1], *HIDDEN, ytr.shape[1])
-    sync = _block
+    sync, run_epoch = _block, None
     if name == "dynlearn-euler":
         step, state, predict = _dynlearn("euler", sizes, T, dt, seed)
     elif name == "dynlearn-steady":
         step, state, predict = _dynlearn("steady", sizes, T, dt, seed)
+    elif name in ("dynlearn-scan", "hand-scan"):
+        from scan_contestants import dynlearn_scan, hand_scan
+
+        step, state, predict, run_epoch = (dynlearn_scan if name == "dynlearn-scan" else hand_scan)(sizes, T, dt, seed)
     elif name == "bp":
         step, state, predict = _bp(sizes, seed)
     elif name == "pcx":
@@ -230,6 +234,19 @@ def run_worker(name: str, data: Path, epochs: int, batch: int, T: int, dt: float
     epoch_s, acc = [], []
     for _ in range(epochs):
         order = rng.permutation(xtr.shape[0])[: n_batches * batch].reshape(n_batches, batch)
+        if run_epoch is not None:  # the whole epoch in one compiled call (its first call compiles it)
+            xd, yd, od = jnp.asarray(xtr), jnp.asarray(ytr), jnp.asarray(order)
+            if not epoch_s:
+                t = time.perf_counter()
+                sync(run_epoch(state, xd, yd, od))
+                compile_s += time.perf_counter() - t
+            t = time.perf_counter()
+            state = run_epoch(state, xd, yd, od)
+            sync(state)
+            epoch_s.append(time.perf_counter() - t)
+            out = np.asarray(predict(state, jnp.asarray(xte)))
+            acc.append(float(np.mean(out.argmax(-1) == lte[: out.shape[0]])))
+            continue
         xs, ys = [jnp.asarray(xtr[i]) for i in order], [jnp.asarray(ytr[i]) for i in order]
         sync((xs, ys))
         t = time.perf_counter()
@@ -250,7 +267,7 @@ def run_worker(name: str, data: Path, epochs: int, batch: int, T: int, dt: float
 
 # ----------------------------------------------------------------------------------------------- the driver
 def _python_for(name: str) -> str | None:
-    if name.startswith("dynlearn") or name == "bp":
+    if name.startswith("dynlearn") or name in ("bp", "hand-scan"):
         return sys.executable
     py = PEERS / name / "bin" / "python"
     if py.exists() and subprocess.run([str(py), "-c", f"import {name}"], check=False, capture_output=True).returncode == 0:
@@ -279,8 +296,8 @@ def summarise(runs: list[dict]) -> dict:
             "accuracy": [float(np.mean(a)) for a in zip(*(r["accuracy"] for r in rs))],
             "repeats": len(rs),
         }
-    for mine in ("dynlearn-euler", "dynlearn-steady"):
-        for peer in ("pcx", "jpc", "bp"):
+    for mine in ("dynlearn-euler", "dynlearn-steady", "dynlearn-scan"):
+        for peer in ("pcx", "jpc", "bp", "hand-scan"):
             if mine in out and peer in out:
                 out[mine][f"ratio_to_{peer}"] = out[mine]["epoch_s_median"] / out[peer]["epoch_s_median"]
     return out
@@ -294,7 +311,7 @@ def print_table(summary: dict, skipped: dict) -> None:
         print(f"{name:16s} {s['epoch_s_min']:11.3f} {s['epoch_s_median']:8.3f} {s['step_ms_min']:11.3f} {s['step_ms_median']:8.3f} {s['compile_s_median']:9.2f}  {acc}")
     for name, why in skipped.items():
         print(f"{name:16s} skipped: {why}")
-    for mine in ("dynlearn-euler", "dynlearn-steady"):
+    for mine in ("dynlearn-euler", "dynlearn-steady", "dynlearn-scan"):
         ratios = [f"/{k[9:]} = {v:.2f}" for k, v in summary.get(mine, {}).items() if k.startswith("ratio_to_")]
         if ratios:
             print(f"{mine}: " + ", ".join(ratios) + "  (median s/epoch)")

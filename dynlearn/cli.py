@@ -147,7 +147,7 @@ def _learner_name(model: str | None, rule: str | None) -> str:
 def train(
     model: Annotated[Optional[str], typer.Option(help="model: pc, bp, ep, pal, microcircuit, ... (see `dynlearn list`)")] = None,
     rule: Annotated[Optional[str], typer.Option(help="learning rule: a rule of --model (ep: one_sided|symmetric|holomorphic), or alone a feedforward rule (bp, fa, dfa, kp, wm, usf, brsf, frsf)")] = None,
-    data: Annotated[str, typer.Option(help="digits (built in), fashion_mnist (Debian package dataset-fashion-mnist) or teacher_student")] = "digits",
+    data: Annotated[str, typer.Option(help="digits (built in), fashion_mnist (Debian package dataset-fashion-mnist) or teacher_student (regression); on classes a learner with a loss option trains with cross-entropy unless --set loss=mse")] = "digits",
     hidden: Annotated[str, typer.Option(help="hidden layer widths, comma-separated")] = "128,128",
     epochs: Annotated[Optional[int], typer.Option(min=1, help="passes over the training set (default 20; with --resume: the run's own)")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="samples per update")] = 64,
@@ -199,8 +199,11 @@ def train(
     if resume is None:
         validation.output_dir(out, "--out")
     dataset = load(data)
-    activation = learner.defaults.get("activation")
-    reference = get_learner("bp", **({"activation": activation} if activation else {}))
+    if resume is None and dataset.is_classification and "loss" in learner.defaults and "loss" not in options:
+        options = {**options, "loss": "ce"}  # classes: softmax cross-entropy (the library's default loss is MSE)
+        learner = get_learner(_learner_name(model, rule), **options)
+    shared = {k: learner.defaults[k] for k in ("activation", "loss") if k in learner.defaults}
+    reference = get_learner("bp", **shared)
     cli = {"model": model, "rule": rule, "data": data, "hidden": hidden, "epochs": epochs, "batch_size": batch_size, "lr": lr,
            "optimizer": optimizer, "seed": seed, "checkpoint_every": checkpoint_every, "options": options}
     folder = resume if resume is not None else out / (name or _default_name(learner, cli))

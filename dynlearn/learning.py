@@ -22,7 +22,8 @@ import numpy as np
 import optax
 import xarray as xr
 
-from .data import Dataset, batches
+from .compiled_epoch import PROGRESS, make_epoch, step_body
+from .data import Dataset
 from . import runs, validation
 from .dynamics import CONVERGED, collect_status, status_error
 from .errors import ConfigError, DivergedError, NotConvergedError, ShapeError, UnknownNameError
@@ -99,20 +100,11 @@ def make_step(learner: Learner, optimizer: optax.GradientTransformation):
     The relaxations of the rule's update do not raise inside the compiled step: their worst status travels out in
     ``metrics`` (``relax_status``, ``relax_residual``, ``relax_time``, ``relax_index``, see
     :func:`dynlearn.dynamics.collect_status`) and :func:`raise_for_step` raises the typed error on the host;
-    ``step.relaxations`` lists ``(model name, tol)`` of the relaxations by ``relax_index``.
+    ``step.relaxations`` lists ``(model name, tol)`` of the relaxations by ``relax_index``. :func:`train` runs whole
+    epochs instead (:func:`dynlearn.compiled_epoch.make_epoch`, the same step inside ``lax.scan``).
     """
-
     relaxations: list[tuple[str, float | None]] = []
-
-    @eqx.filter_jit
-    def compiled(params, rule_state, opt_state, x, y, key):
-        with collect_status() as sink:
-            grads, rule_state, metrics = learner.rule.update(params, rule_state, Data(x, y), key)
-        relaxations[:] = [(name, tol) for name, tol, _ in sink.entries]  # static, filled when traced
-        trainable = eqx.filter(params, eqx.is_inexact_array)
-        updates, opt_state = optimizer.update(eqx.filter(grads, eqx.is_inexact_array), opt_state, trainable)
-        metrics = {**metrics, **(sink.worst() or {})}
-        return eqx.apply_updates(params, updates), rule_state, opt_state, metrics
+    compiled = eqx.filter_jit(step_body(learner, optimizer, relaxations))
 
     def step(params, rule_state, opt_state, x, y, key):
         return compiled(params, rule_state, opt_state, x, y, key)
@@ -124,16 +116,16 @@ def make_step(learner: Learner, optimizer: optax.GradientTransformation):
 _STEP_CACHE: dict[Any, tuple[Any, Any]] = {}
 
 
-def cached_step(learner: Learner, optimizer, lr, opt: optax.GradientTransformation):
-    """:func:`make_step`, reused across runs with an equal rule and the same optimiser (name and rate, or the same
-    optax object), so that training several seeds or data fractions compiles the step once per shape."""
+def cached_epoch(learner: Learner, optimizer, lr, opt: optax.GradientTransformation):
+    """:func:`dynlearn.compiled_epoch.make_epoch`, reused across runs with an equal rule and the same optimiser (name
+    and rate, or the same optax object), so that training several seeds or data fractions compiles once per shape."""
     key = (learner.rule, optimizer, lr) if isinstance(optimizer, str) else (learner.rule, id(optimizer))
     try:
         hash(key)
     except TypeError:  # a rule holding arrays: no reuse
-        return make_step(learner, opt)
+        return make_epoch(learner, opt)
     if key not in _STEP_CACHE:
-        _STEP_CACHE[key] = (optimizer, make_step(learner, opt))  # the optimiser is kept alive, so its id stays unique
+        _STEP_CACHE[key] = (optimizer, make_epoch(learner, opt))  # the optimiser is kept alive, so its id stays unique
     return _STEP_CACHE[key][1]
 
 
@@ -226,6 +218,11 @@ class _Loop:
     opt_state: Any
     rows: list = dataclasses.field(default_factory=list)
     bar: Any = None
+    x: Any = None  # the training set on the device
+    y: Any = None
+
+    def __post_init__(self):
+        self.x, self.y = jnp.asarray(self.data.x_train), jnp.asarray(self.data.y_train)
 
     @property
     def n_batches(self) -> int:
@@ -244,40 +241,53 @@ class _Loop:
             runs.save_checkpoint(self.run_dir, params=self.params, rule_state=self.rule_state, opt_state=self.opt_state,
                                  position=position, history=self.history(), config=self.config)
 
-    def one_step(self, epoch: int, i: int, xb, yb) -> dict[str, float]:
-        k = jax.random.fold_in(self.k_steps, (epoch - 1) * self.n_batches + i)
-        context = f"at epoch {epoch}, step {i + 1}"
+    def order(self, epoch: int) -> np.ndarray:
+        """The batch order of ``epoch``, ``(n_batches, batch_size)`` sample indices: a function of the seed and epoch."""
+        perm = np.random.default_rng(self.seed * 100_003 + epoch).permutation(self.data.x_train.shape[0])
+        return perm[: self.n_batches * self.batch_size].reshape(self.n_batches, self.batch_size)
+
+    def segment(self, epoch: int, order: np.ndarray, first: int, last: int) -> dict[str, float]:
+        """Steps ``first..last-1`` of ``epoch`` as one compiled call; the metric sums, or the typed error of the first
+        bad step (its update is not applied: the loop keeps the last good state)."""
+        steps = jnp.arange(first, last, dtype=jnp.int32) + (epoch - 1) * self.n_batches
+        PROGRESS["bar"] = self.bar
         try:
-            new = self.step(self.params, self.rule_state, self.opt_state, xb, yb, k)
-            jax.block_until_ready(new[3])
+            out = self.step(self.params, self.rule_state, self.opt_state, self.x, self.y, jnp.asarray(order[first:last]), steps,
+                            self.k_steps, progress=self.bar is not None)
+            jax.block_until_ready(out[3])
         except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as e:  # a relaxation nested in vmap/inner jit
             lines = [ln.strip().removeprefix("_EquinoxRuntimeError: ") for ln in str(e).splitlines() if ": relaxation " in ln]
             if not lines:
                 raise
             kind = DivergedError if "diverged" in lines[-1] else NotConvergedError
-            raise kind(f"{self.learner.name} {context}: {lines[-1]} (raised inside the compiled step)") from None
-        metrics = raise_for_step(self.step, {name: float(v) for name, v in new[3].items()}, self.learner, context)
-        if not all(np.isfinite(v) for v in metrics.values()) or not _finite(new[0]):
+            raise kind(f"{self.learner.name} at epoch {epoch}, steps {first + 1}..{last}: {lines[-1]} (raised inside the compiled step)") from None
+        finally:
+            PROGRESS["bar"] = None
+        self.params, self.rule_state, self.opt_state = out[:3]
+        bad = {k: float(v) for k, v in out[4].items()}
+        if bad["index"] >= 0:
+            context = f"at epoch {epoch}, step {int(bad['index']) - (epoch - 1) * self.n_batches + 1}"
+            raise_for_step(self.step, {k: v for k, v in bad.items() if k.startswith("relax_")}, self.learner, context)
             raise DivergedError(
-                f"{self.learner.name}: non-finite update {context} (metrics {metrics}); lower the learning rate or check the model's stability"
+                f"{self.learner.name}: non-finite update {context}; lower the learning rate or check the model's stability"
                 + (f"; last good checkpoint in {self.run_dir}" if self.run_dir else "")
             )
-        self.params, self.rule_state, self.opt_state = new[:3]
-        return metrics
+        return {k: np.asarray(v, np.float64) for k, v in out[3].items()}
 
     def epoch(self, epoch: int, epochs: int, start_step: int = 0, sums: dict | None = None, seconds: float = 0.0) -> None:
-        """Steps ``start_step..`` of ``epoch`` (the batch order is a function of the seed and the epoch), then its row."""
+        """Steps ``start_step..`` of ``epoch`` (in segments of ``checkpoint_every`` steps, else at once), then its row."""
         start, sums = time.perf_counter() - seconds, dict(sums or {})
-        order = batches(self.data.x_train, self.data.y_train, self.batch_size, seed=self.seed * 100_003 + epoch)
-        for i, (xb, yb) in enumerate(order):
-            if i < start_step:
-                continue
-            for name, v in self.one_step(epoch, i, xb, yb).items():
-                sums[name] = sums.get(name, 0.0) + v
-            if self.bar is not None:
-                self.bar.update(1)
-            if self.checkpoint_every and (i + 1) % self.checkpoint_every == 0 and i + 1 < self.n_batches:
-                self.save(epoch, i + 1, sums, time.perf_counter() - start)
+        order = self.order(epoch)
+        every = self.checkpoint_every or self.n_batches
+        first = start_step
+        while first < self.n_batches:
+            last = min(self.n_batches, (first // every + 1) * every)
+            for name, values in self.segment(epoch, order, first, last).items():
+                for v in values.tolist():  # step by step, as an uninterrupted run adds them
+                    sums[name] = sums.get(name, 0.0) + v
+            if last < self.n_batches:
+                self.save(epoch, last, sums, time.perf_counter() - start)
+            first = last
         seconds = time.perf_counter() - start
         row = {f"train_{name}": v / self.n_batches for name, v in sums.items()}
         row.update({f"test_{name}": v for name, v in evaluate(self.learner, self.params, self.data.x_test, self.data.y_test).items()})
@@ -341,7 +351,7 @@ def train(
     k_init, k_rule, k_steps = jax.random.split(jax.random.key(seed), 3)
     if params is None:
         params = init_params(learner, k_init, sizes if network is None else None, network)
-    loop = _Loop(learner, data, cached_step(learner, optimizer, lr, opt), k_steps, batch_size, seed, config, run_dir, checkpoint_every,
+    loop = _Loop(learner, data, cached_epoch(learner, optimizer, lr, opt), k_steps, batch_size, seed, config, run_dir, checkpoint_every,
                  params, learner.rule.init(k_rule, params), opt.init(eqx.filter(params, eqx.is_inexact_array)))
     position = {"epoch": 1, "step": 0, "sums": {}, "seconds": 0.0}
     saved = runs.load_checkpoint(run_dir, params=loop.params, rule_state=loop.rule_state, opt_state=loop.opt_state) if resume and run_dir else None
@@ -361,7 +371,3 @@ def train(
         if loop.bar is not None:
             loop.bar.close()
     return loop.params, loop.history()
-
-
-def _finite(tree) -> bool:
-    return all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree.leaves(eqx.filter(tree, eqx.is_inexact_array)))

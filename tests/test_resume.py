@@ -77,20 +77,20 @@ def test_resume_in_python_restores_optimiser_and_rule_state(small, tmp_path):
     kw = dict(hidden=(8,), epochs=3, batch_size=32, lr=1e-2, progress=False, checkpoint_every=2)
     full, _ = train(get_learner("drtp"), small, **kw)
     calls = {"n": 0}
-    orig = dl.learning._Loop.one_step
+    orig = dl.learning._Loop.segment
 
-    def crash(self, *a):
+    def crash(self, *a):  # segments of 2 and 1 steps: the 3rd is epoch 2's first
         calls["n"] += 1
-        if calls["n"] == 5:
+        if calls["n"] == 3:
             raise KeyboardInterrupt
         return orig(self, *a)
 
-    dl.learning._Loop.one_step = crash
+    dl.learning._Loop.segment = crash
     try:
         with pytest.raises(KeyboardInterrupt):
             train(get_learner("drtp"), small, checkpoint_dir=tmp_path, **kw)
     finally:
-        dl.learning._Loop.one_step = orig
+        dl.learning._Loop.segment = orig
     (tmp_path / ".ckpt-stale.abc.tmp").mkdir()  # what a kill during a save leaves; cleaned at the next save
     assert runs.latest_checkpoint(tmp_path).name == "ckpt-00002-000000"
     with pytest.raises(dl.ConfigError, match="already holds a run"):

@@ -1,0 +1,115 @@
+"""A training epoch (or a segment of one) as one compiled call: ``lax.scan`` over batches drawn by index.
+
+The training set lives on the device; the host sends only the batch order, an ``(n_steps, batch)`` array of sample
+indices, and the global step numbers (the key of step ``k`` is ``fold_in(k_steps, k)``, as in a step-by-step loop).
+Per-step metrics come back as one array per name, read once per call (the host sums them in step order, so the
+sums do not depend on how an epoch is cut into segments). A step whose update is not finite, or whose relaxation
+did not converge, is *not applied*: the scan keeps the last good state, records the first bad step and its
+relaxation status, and the host raises the typed error naming the epoch and step (:func:`dynlearn.learning.train`).
+
+One compilation per scan length: a whole epoch, or segments of ``checkpoint_every`` steps and the remainder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+
+from .models.base import Data
+from .status import CONVERGED, collect_status
+
+_STATUS_KEYS = ("relax_status", "relax_residual", "relax_time", "relax_index")
+
+
+def step_body(learner, optimizer: optax.GradientTransformation, relaxations: list) -> Callable:
+    """``(params, rule_state, opt_state, x, y, key) -> (params, rule_state, opt_state, metrics)``, to be traced inside a
+    jit or a scan; the worst relaxation status of the step travels in ``metrics`` (``relax_*``) and ``relaxations``
+    is filled, at trace time, with ``(model name, tol)`` by ``relax_index``."""
+
+    def body(params, rule_state, opt_state, x, y, key):
+        with collect_status() as sink:
+            grads, rule_state, metrics = learner.rule.update(params, rule_state, Data(x, y), key)
+        relaxations[:] = [(name, tol) for name, tol, _ in sink.entries]
+        trainable = eqx.filter(params, eqx.is_inexact_array)
+        updates, opt_state = optimizer.update(eqx.filter(grads, eqx.is_inexact_array), opt_state, trainable)
+        metrics = {**metrics, **(sink.worst() or {})}
+        return eqx.apply_updates(params, updates), rule_state, opt_state, metrics
+
+    return body
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(eqx.filter(tree, eqx.is_inexact_array))]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def _select(ok, new, old):
+    """``new`` where ``ok`` else ``old``, leaf by leaf (non-array leaves are static and equal; PRNG keys by their data)."""
+
+    def pick(a, b):
+        if not eqx.is_array(a):
+            return a
+        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(jnp.where(ok, jax.random.key_data(a), jax.random.key_data(b)), impl=jax.random.key_impl(a))
+        return jnp.where(ok, a, b)
+
+    return jax.tree.map(pick, new, old)
+
+
+#: the progress bar that :func:`_tick` advances (set by the training loop around a compiled segment)
+PROGRESS: dict = {"bar": None}
+
+
+def _tick(step) -> None:
+    bar = PROGRESS["bar"]
+    if bar is not None:
+        bar.update(1)
+
+
+def make_epoch(learner, optimizer: optax.GradientTransformation):
+    """The compiled segment ``run(params, rule_state, opt_state, x, y, order, steps, k_steps, progress=False)``.
+
+    ``x``, ``y``: the whole training set on the device; ``order``: ``(n, batch)`` sample indices; ``steps``: the ``n``
+    global step numbers. Returns ``(params, rule_state, opt_state, per_step, bad)``: each metric per step (0 from the
+first bad step on) and
+    ``bad = {"index": first bad step in the segment or -1, "finite": ..., "relax_*": its status}``.
+    ``run.relaxations`` names the relaxations by ``relax_index``; with ``progress`` (static) each step advances the bar
+    in :data:`PROGRESS` through a host callback.
+    """
+    relaxations: list[tuple[str, float | None]] = []
+    body = step_body(learner, optimizer, relaxations)
+
+    @eqx.filter_jit
+    def compiled(params, rule_state, opt_state, x, y, order, steps, k_steps, progress=False):
+        def scan_step(carry, inp):
+            params, rule_state, opt_state, bad = carry
+            idx, step = inp
+            new = body(params, rule_state, opt_state, x[idx], y[idx], jax.random.fold_in(k_steps, step))
+            metrics = dict(new[3])
+            status = {k: metrics.pop(k) for k in _STATUS_KEYS if k in metrics}
+            finite = _all_finite(new[0]) & _all_finite(metrics)
+            converged = status["relax_status"] == CONVERGED if status else jnp.asarray(True)
+            first_bad = (bad["index"] < 0) & ~(finite & converged)
+            bad = _select(first_bad, {"index": step, "finite": finite, **status}, bad)
+            keep = bad["index"] < 0
+            params, rule_state, opt_state = _select(keep, new[:3], (params, rule_state, opt_state))
+            if progress:
+                jax.debug.callback(_tick, step)
+            return (params, rule_state, opt_state, bad), {k: jnp.where(keep, v, 0.0) for k, v in metrics.items()}
+
+        shapes = jax.eval_shape(body, params, rule_state, opt_state, x[order[0]], y[order[0]], k_steps)[3]
+        bad = {"index": jnp.asarray(-1, steps.dtype), "finite": jnp.asarray(True)}
+        if any(k in shapes for k in _STATUS_KEYS):
+            bad.update({k: jnp.zeros(shapes[k].shape, shapes[k].dtype) for k in _STATUS_KEYS})
+        (params, rule_state, opt_state, bad), per_step = jax.lax.scan(scan_step, (params, rule_state, opt_state, bad), (order, steps))
+        return params, rule_state, opt_state, per_step, bad
+
+    def run(params, rule_state, opt_state, x, y, order, steps, k_steps, progress=False):
+        return compiled(params, rule_state, opt_state, x, y, order, steps, k_steps, progress)
+
+    run.relaxations = relaxations
+    return run

@@ -1,0 +1,66 @@
+"""A training epoch is one compiled call: compiled once per shape, a bad step stops training naming its step and is
+not applied, and the progress bar advances per step."""
+
+import dataclasses
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import dynlearn as dl
+from dynlearn.data import load_digits
+from dynlearn.learning import train
+from dynlearn.rules import get_learner
+from dynlearn.rules.base import Learner, Rule
+
+TRACES = {"n": 0}
+
+
+class CountingBP(Rule):
+    """Backprop's gradient; counts its traces; from step ``bad_from`` on (rule state counts steps) the update is NaN."""
+
+    bad_from: int = eqx.field(static=True, default=10**9)
+
+    def init(self, key, params):
+        return jnp.zeros((), jnp.int32)
+
+    def update(self, params, rule_state, batch, key):
+        TRACES["n"] += 1
+        loss = lambda p: 0.5 * jnp.sum((p(batch.x) - batch.y) ** 2)  # noqa: E731
+        value, grads = eqx.filter_value_and_grad(loss)(params)
+        scale = jnp.where(rule_state >= self.bad_from, jnp.nan, 1.0)
+        grads = jax.tree.map(lambda g: g * scale, grads)
+        return grads, rule_state + 1, {"loss": value / batch.x.shape[0]}
+
+
+@pytest.fixture(scope="module")
+def small():
+    d = load_digits()
+    return dataclasses.replace(d, x_train=d.x_train[:160], y_train=d.y_train[:160], labels_train=d.labels_train[:160])
+
+
+def test_an_epoch_compiles_once_per_shape_and_matches_backprop(small):
+    learner = Learner("counting", CountingBP(), defaults={"activation": "tanh"})
+    TRACES["n"] = 0
+    p1, h1 = train(learner, small, hidden=(8,), epochs=3, batch_size=32, lr=1e-2, progress=False)
+    after_first = TRACES["n"]
+    train(learner, small, hidden=(8,), epochs=2, batch_size=32, lr=1e-2, seed=1, progress=False)
+    assert after_first > 0 and TRACES["n"] == after_first, "a second run of the same shapes recompiled the epoch"
+    bp, hb = train(get_learner("bp"), small, hidden=(8,), epochs=3, batch_size=32, lr=1e-2, progress=False)
+    for a, b in zip(jax.tree.leaves(eqx.filter(p1, eqx.is_array)), jax.tree.leaves(eqx.filter(bp, eqx.is_array)), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)  # float32 parameters: round-off of two gradient formulas
+    np.testing.assert_allclose(h1.train_loss.values, hb.train_loss.values, rtol=1e-4)
+
+
+def test_a_bad_step_stops_training_naming_epoch_and_step(small):
+    learner = Learner("counting", CountingBP(bad_from=7), defaults={"activation": "tanh"})
+    with pytest.raises(dl.DivergedError, match=r"non-finite update at epoch 2, step 3"):  # 5 steps per epoch: step 8
+        train(learner, small, hidden=(8,), epochs=3, batch_size=32, lr=1e-2, progress=False)
+
+
+def test_progress_bar_counts_every_step(small, capsys):
+    train(get_learner("bp"), small, hidden=(8,), epochs=2, batch_size=32, lr=1e-2, progress=True)
+    err = capsys.readouterr().err
+    assert "10/10" in err
