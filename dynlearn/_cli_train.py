@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import typer
+
 from .cli import _console, _fail
 
 
@@ -45,3 +47,9 @@ def _train_table(data: str, dataset, sizes, epochs: int, rows) -> None:
     for name, _, last, best, sec, folder in rows:
         table.add_row(name, f"{last:.4f}", f"{best:.4f}", f"{sec:.3f}", str(folder))
     _console().print(table)
+    if metric == "test_accuracy":
+        chance = 1.0 / dataset.n_outputs
+        for name, _, _, best, _, _ in rows:
+            if best <= min(2 * chance, chance + 0.1):
+                typer.echo(f"warning: {name} never rose clearly above chance ({best:.3f}, chance {chance:.3f}): the learning rate is probably "
+                           "far too high or too low for it (see the learner's default in `dynlearn list --options`)", err=True)

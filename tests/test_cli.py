@@ -148,3 +148,12 @@ def test_set_passes_learner_options_and_names_bad_ones(tmp_path):
     for bad, needle in ((["--set", "nudge"], "KEY=VALUE"), (["--set", "bogus=1"], "bogus"), (["--set", "nudge=-1"], "nudge")):
         r = runner.invoke(app, ["train", "--model", "pc", *bad, "--epochs", "1", "--out", str(tmp_path)])
         assert r.exit_code == 2 and needle in r.output, (bad, r.output)
+
+
+def test_training_stuck_at_chance_is_flagged(tmp_path):
+    """`--lr 1e6` trains to chance accuracy: the command says so on stderr instead of reporting it silently."""
+    r = runner.invoke(app, ["train", "--rule", "bp", "--lr", "1e6", "--epochs", "1", "--hidden", "8", "--no-compare-bp",
+                            "--no-progress", "--out", str(tmp_path)])
+    assert r.exit_code == 0 and "never rose clearly above chance" in r.output, r.output
+    r = runner.invoke(app, ["train", "--rule", "bp", "--lr", "0.01", "--epochs", "2", "--hidden", "32", "--no-compare-bp", "--no-progress", "--out", str(tmp_path)])
+    assert r.exit_code == 0 and "chance" not in r.output, r.output
