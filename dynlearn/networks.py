@@ -92,7 +92,8 @@ def apply_per_sample(fn: Callable[[Array], Array], x: Array, sample_ndim: int) -
 
 @functools.lru_cache(maxsize=None)
 def _linear_structure(in_f: int, out_f: int, use_bias: bool):
-    return jax.tree.structure(eqx.nn.Linear(in_f, out_f, use_bias=use_bias, key=jax.random.key(0)))
+    """The PyTree structure of a Linear layer, from an abstract evaluation (no random draw is compiled or run)."""
+    return jax.tree.structure(jax.eval_shape(lambda: eqx.nn.Linear(in_f, out_f, use_bias=use_bias, key=jax.random.key(0))))
 
 
 def linear_layer(w: Array, b: Array | None) -> eqx.nn.Linear:

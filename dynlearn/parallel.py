@@ -1,7 +1,7 @@
 """Checks and figures on several worker processes: what ``dynlearn check --jobs N`` and ``dynlearn figs --jobs N`` run.
 
-Two phases. First every check runs on a pool of ``jobs`` processes (longest first, by the wall times of the last
-recorded run when there is one); then every figure runs on the same pool, each worker holding the results of all the
+Two phases. First every check runs on a pool of ``jobs`` processes, a family's checks in one worker (they share compiled
+functions; families longest first, by the wall times of the last recorded run when there is one); then every figure runs on the same pool, each worker holding the results of all the
 checks, so a figure that plots a check (``run_check(name, quick=quick)``) reuses its result instead of recomputing it.
 Workers are spawned (JAX does not survive ``fork``) and, unless the caller set ``XLA_FLAGS``, run XLA on one thread
 each, so ``jobs`` processes share ``jobs`` cores without oversubscription. With ``jobs=1`` everything runs in the
@@ -43,10 +43,29 @@ def default_jobs() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def _check_task(name: str, quick: bool):
+def _check_task(names: list[str], quick: bool) -> dict:
+    """Run a family's checks in one worker, one after another (they share compiled functions)."""
+    from .errors import DynlearnError
     from .theorems.registry import run_check
 
-    return run_check(name, quick=quick)
+    out = {}
+    for name in names:
+        try:
+            out[name] = run_check(name, quick=quick)
+        except DynlearnError as e:
+            raise type(e)(f"{name}: {e}") from e
+    return out
+
+
+def _family_groups(names: list[str], seconds: dict[str, float]) -> list[tuple[str, list[str]]]:
+    """``names`` grouped by check family (the order given kept inside a group), the groups longest first."""
+    from .theorems import checks
+
+    registry = checks()
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(registry[name].family, []).append(name)
+    return sorted(groups.items(), key=lambda kv: -sum(seconds.get(n, 1.0) for n in kv[1]))
 
 
 def _figure_task(name: str, quick: bool, out: str, memo: dict) -> tuple[tuple[Path, Path], float]:
@@ -157,7 +176,10 @@ def run_checks_and_figures(
         done = {}
         if checks:
             bar = _bar(len(checks), "theorem checks", "check", progress)
-            done = _run_all(pool, [(n, _check_task, (n, quick)) for n in _longest_first(checks, seconds)], _advance(bar))
+            tick = _advance(bar)
+            groups = _family_groups(checks, seconds)
+            by_family = _run_all(pool, [(f, _check_task, (ns, quick)) for f, ns in groups], lambda f: [tick(n) for n in dict(groups)[f]])
+            done = {n: r for results in by_family.values() for n, r in results.items()}
             bar.close()
         results = [done[n] for n in checks]
         memo = {(r.name, quick, ()): r for r in results}

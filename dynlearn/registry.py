@@ -1,7 +1,8 @@
 """One generic registry: checks, figures and learners are each an instance.
 
 A registry fills itself on first use by importing every module of its packages (recursively), so a new model
-family or rule adds files and edits none: the module's ``@REGISTRY.register(name)`` decorator is its entry.
+family or rule adds files and edits none: the module's ``@REGISTRY.register(name)`` decorator is its entry. Entries
+are listed in the order of that walk (families of :data:`FAMILY_ORDER` first), whatever was imported before it.
 """
 
 from __future__ import annotations
@@ -39,14 +40,15 @@ def import_modules(package: str, skip: tuple[str, ...] = ()) -> None:
         name for name in _module_names(package, pkg.__path__)
         if not any(part.startswith("_") for part in name.split(".")) and name.rsplit(".", 1)[-1] not in skip
     ]
-    rank = {name: i for i, name in enumerate(FAMILY_ORDER)}
-
-    def order(name: str):
-        first = name[len(package) + 1 :].split(".")[0]
-        return (rank.get(first, len(rank)), name)
-
-    for name in sorted(found, key=order):
+    for name in sorted(found, key=lambda n: module_order(package, n)):
         importlib.import_module(name)
+
+
+def module_order(package: str, module: str) -> tuple[int, str]:
+    """The sort key of ``module`` below ``package``: its family's place in :data:`FAMILY_ORDER`, then its name."""
+    first = module[len(package) + 1 :].split(".")[0] if module.startswith(package + ".") else module
+    rank = {name: i for i, name in enumerate(FAMILY_ORDER)}
+    return (rank.get(first, len(rank)), module)
 
 
 class Registry(Generic[T]):
@@ -62,6 +64,7 @@ class Registry(Generic[T]):
         self.packages = packages
         self.skip = skip
         self._entries: dict[str, T] = {}
+        self._modules: dict[str, str] = {}
         self._loaded = False
 
     def register(self, name: str, entry: T | None = None) -> Callable[[T], T] | T:
@@ -71,6 +74,7 @@ class Registry(Generic[T]):
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self._entries[name] = item
+            self._modules[name] = getattr(getattr(item, "fn", item), "__module__", "") or ""
             return item
 
         return add if entry is None else add(entry)
@@ -80,6 +84,16 @@ class Registry(Generic[T]):
             self._loaded = True
             for package in self.packages:
                 import_modules(package, self.skip)
+            # the walk's order whatever was imported before it (a test importing one family first, say)
+            position = {name: i for i, name in enumerate(self._entries)}
+            self._entries = dict(sorted(self._entries.items(), key=lambda kv: (self._order(kv[0]), position[kv[0]])))
+
+    def _order(self, name: str) -> tuple:
+        module = self._modules.get(name, "")
+        for i, package in enumerate(self.packages):
+            if module.startswith(package + "."):
+                return (i, *module_order(package, module))
+        return (len(self.packages), 0, module)
 
     def __getitem__(self, name: str) -> T:
         self._load()

@@ -236,6 +236,10 @@ def test_cli_output_paths_checked_first(tmp_path):
 
 def test_cli_runtime_error_is_exit_1_and_debug_reraises(tmp_path, monkeypatch):
     import dynlearn.learning
+    from dynlearn.figures import figure_specs
+    from dynlearn.theorems import checks
+
+    checks(), figure_specs(), dl.rules.learner_names()  # import every module first: none may bind the fake below
 
     def fail(*a, **k):
         raise dl.NotConvergedError("pc: relaxation hit max_steps")

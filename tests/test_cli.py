@@ -104,8 +104,8 @@ def test_check_and_figures_on_two_workers_match_one_process(tmp_path):
     from dynlearn.parallel import default_jobs, run_checks_and_figures
     from dynlearn.theorems import run_check
 
-    names = ["pc_fixed_prediction_exact", "pc_feedforward"]
-    results, made, seconds = run_checks_and_figures(names, ["pc_feedforward"], quick=True, out=tmp_path, jobs=2, progress=False)
+    names = ["pc_fixed_prediction_exact", "kp_exact_decay"]  # two families: one per worker
+    results, made, seconds = run_checks_and_figures(names, ["kp_exact_decay"], quick=True, out=tmp_path, jobs=2, progress=False)
     assert [r.name for r in results] == names
     for r in results:
         here = run_check(r.name, quick=True, cache=False)
@@ -113,7 +113,7 @@ def test_check_and_figures_on_two_workers_match_one_process(tmp_path):
         assert r.verdict.measured.keys() == here.verdict.measured.keys()
         for key, value in r.verdict.measured.items():
             assert abs(value - here.verdict.measured[key]) <= 1e-9 * max(1.0, abs(here.verdict.measured[key])), key
-    assert made[0][0].read_bytes()[:4] == b"\x89PNG" and seconds["pc_feedforward"] > 0
+    assert made[0][0].read_bytes()[:4] == b"\x89PNG" and seconds["kp_exact_decay"] > 0
     import os
 
     os.environ["DYNLEARN_JOBS"] = "two"

@@ -108,7 +108,7 @@ def test_bars_le_learns_at_short_presentation_times():
     and it improves only as T_pres grows well beyond tau_eff."""
     from dynlearn.experiments.bars import bars_experiment
 
-    ds = bars_experiment(quick=True, seed=0)
+    ds = bars_experiment(quick=True, seed=0, epochs=100)
     final = ds.isel(epoch=-1).mean("seed")
     acc, mse = final.accuracy_realtime, final.mse_realtime
     at_tau = dict(t_pres_over_tau=1.0)

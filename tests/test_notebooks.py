@@ -11,8 +11,13 @@ def test_there_are_notebooks():
     assert NOTEBOOKS, "notebooks/ holds no notebook"
 
 
+#: the two longest notebooks (a fresh kernel compiles EP's and the microcircuit's relaxations: 25-40 s each) run with
+#: `-m slow`, so that the default test run stays under 10 minutes on 2 cores
+SLOW = {"02_equilibrium_propagation", "04_microcircuits"}
+
+
 @pytest.mark.notebook
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow) if p.stem in SLOW else p for p in NOTEBOOKS], ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path):
     import nbformat
     from nbclient import NotebookClient

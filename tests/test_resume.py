@@ -34,7 +34,7 @@ def _leaves(path):
 def test_kill_minus_9_then_resume_is_bit_identical(tmp_path):
     killed = _cli(*ARGS, "--out", str(tmp_path), "--name", "killed")
     with jax.enable_x64(False):  # the uninterrupted run, in float32 as the command runs it
-        params, ha = train(get_learner("bp"), load_digits(), hidden=(8,), epochs=6, batch_size=256, lr=1e-3, progress=False)
+        params, ha = train(get_learner("bp", loss="ce"), load_digits(), hidden=(8,), epochs=6, batch_size=256, lr=1e-3, progress=False)  # the CLI's loss on classes
     a = [np.asarray(x) for x in jax.tree.leaves(params)]
     deadline = time.time() + 120
     while runs.latest_checkpoint(tmp_path / "killed") is None and killed.poll() is None and time.time() < deadline:

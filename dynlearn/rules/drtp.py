@@ -15,12 +15,16 @@ because :math:`B_l` is symmetric in distribution, the sign convention does not c
 The fixed projections are the rule's state (drawn in :meth:`DirectRandomTargetProjection.init`), not trained
 parameters. The update works on any :class:`dynlearn.Network`: each layer's input is detached, so every layer's
 update is local, and the layer may be dense, convolutional or a composite.
+
+:func:`local_gradients` is what every forward-only rule of dynlearn shares (DRTP, TPSGD, PEPITA, LLS): given a signal
+:math:`\delta_l` at each layer's pre-activation and each layer's (detached) input, it returns
+:math:`\partial a_l/\partial\theta_l^{\top}\delta_l` for every layer at once, with no path between layers.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import equinox as eqx
 import jax
@@ -32,37 +36,92 @@ from ..networks import Network
 from .base import LEARNERS, Learner, Rule
 
 
+def local_gradients(net: Network, inputs: Sequence[jax.Array], signals: Sequence[jax.Array]) -> Network:
+    r"""``∂/∂θ Σ_l ⟨δ_l, f_l(φ_{l-1}(x_{l-1}))⟩`` with ``x_{l-1} = inputs[l-1]`` and ``δ_l = signals[l-1]`` held fixed.
+
+    For a Linear layer this is :math:`g_{W_l} = \delta_l^\top \varphi_{l-1}(x_{l-1})`, :math:`g_{b_l} = \sum \delta_l`;
+    for any other layer, the vector-Jacobian product of the layer at its input. Nothing flows between layers.
+    """
+    inputs = [jax.lax.stop_gradient(h) for h in inputs]
+    signals = [jax.lax.stop_gradient(s) for s in signals]
+
+    def surrogate(n):
+        return sum(jnp.sum(s * n.predict_layer(l, h)) for l, (h, s) in enumerate(zip(inputs, signals), start=1))
+
+    return eqx.filter_grad(surrogate)(net)
+
+
+def layer_gradient(net: Network, l: int, h: jax.Array, signal: jax.Array):
+    r"""Layer ``l``'s part of :func:`local_gradients`: the gradient of :math:`\langle\delta_l, f_l(\varphi_{l-1}(h))\rangle`
+    with respect to layer ``l`` alone (an equinox module of the layer's structure)."""
+    h, signal = jax.lax.stop_gradient(h), jax.lax.stop_gradient(signal)
+    pre = net.presynaptic(l, h)
+    return eqx.filter_grad(lambda layer: jnp.sum(signal * net.apply(l, pre, layer)))(net.layers[l - 1])
+
+
+def output_error(loss: Callable, out: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(L(out, y), ∂L/∂out)``: the loss (summed over the batch) and the output error ``e`` of every sample."""
+    return jax.value_and_grad(loss)(out, y)
+
+
+def phi_prime(net: Network, a: jax.Array) -> jax.Array:
+    """:math:`\\varphi'(a)` elementwise (forward-mode: one JVP with a vector of ones)."""
+    return jax.jvp(net.phi, (a,), (jnp.ones_like(a),))[1]
+
+
+def project_target(y: jax.Array, projection: jax.Array, batch_axes: int) -> jax.Array:
+    """:math:`B_l\\,y` for every sample: ``y`` (batch..., n_L) against ``projection`` (n_L, *shape_l)."""
+    return jnp.tensordot(y, projection, axes=(list(range(batch_axes, y.ndim)), [0]))
+
+
+def in_turn(y: jax.Array, h: jax.Array, batch_axes: int) -> jax.Array:
+    """``y`` unchanged in value, made to depend on layer ``l``'s input ``h`` (``y + 0 · h[..., 0]``).
+
+    The projections :math:`B_l y` depend on the target alone, so a compiler may compute all of them before the first
+    layer and keep them live through the whole pass (XLA's CPU scheduler does); tied to ``h``, each is computed when
+    its layer runs, as on a chip that updates a layer as soon as its input arrives. Costs one add per target entry.
+    """
+    first = h.reshape(h.shape[:batch_axes] + (-1,))[..., :1]
+    return y + 0.0 * first
+
+
+def target_projections(key, net: Network) -> tuple[jax.Array, ...]:
+    """One fixed projection per hidden layer, shape ``(n_out, *shape_l)``, entries N(0, 1/n_out)."""
+    n_out = net.sizes[-1]
+    keys = jax.random.split(key, max(net.depth - 1, 1))
+    dtype = next((a.dtype for a in jax.tree.leaves(net) if eqx.is_inexact_array(a)), jnp.float32)
+    return tuple(jax.random.normal(k, (n_out, *shape), dtype) / math.sqrt(n_out) for k, shape in zip(keys, net.shapes[1:-1]))
+
+
 class DirectRandomTargetProjection(Rule):
-    """DRTP (see the module docstring); ``loss`` trains the output layer."""
+    """DRTP (see the module docstring); ``loss`` trains the output layer. Subclasses change :meth:`hidden_signal`."""
 
     loss: Callable = eqx.field(static=True)
 
     def init(self, key, params: Network) -> tuple[jax.Array, ...]:
         """One fixed projection per hidden layer, shape ``(n_out, *shape_l)``, entries N(0, 1/n_out)."""
-        n_out = params.sizes[-1]
-        keys = jax.random.split(key, max(params.depth - 1, 1))
-        dtype = params.layers[0].weight.dtype if hasattr(params.layers[0], "weight") else jnp.float32
-        return tuple(
-            jax.random.normal(k, (n_out, *shape), dtype) / math.sqrt(n_out) for k, shape in zip(keys, params.shapes[1:-1])
-        )
+        return target_projections(key, params)
+
+    def hidden_signal(self, net: Network, a: jax.Array, target: jax.Array) -> jax.Array:
+        r"""DRTP's :math:`\delta_l = -(B_l y)\odot\varphi'(a_l)` from the projected target ``target`` = :math:`B_l y`."""
+        return -target * phi_prime(net, a)
 
     def update(self, params: Network, rule_state, batch: Data, key):
+        """Layer by layer: layer ``l``'s signal and update are computed from its input and the target alone, so a
+        layer's activations are dead once the next layer has its input (see :func:`in_turn`)."""
         x, y = batch.x, batch.y
         batch_axes = x.ndim - len(params.shapes[0])
-        acts = params.forward(x)  # acts[l] = a_l
-        signals = [
-            -jnp.tensordot(y, b, axes=(list(range(batch_axes, y.ndim)), [0])) * jax.jvp(params.phi, (a,), (jnp.ones_like(a),))[1]
-            for b, a in zip(rule_state, acts[1:-1])
-        ]
-
-        def surrogate(net):
-            hidden = sum(jnp.sum(jax.lax.stop_gradient(s) * net.predict_layer(l, jax.lax.stop_gradient(acts[l - 1])))
-                         for l, s in enumerate(signals, start=1))
-            out = net.predict_layer(net.depth, jax.lax.stop_gradient(acts[-2]))
-            return hidden + self.loss(out, y), out
-
-        grads, out = eqx.filter_grad(surrogate, has_aux=True)(params)
-        return grads, rule_state, {"loss": self.loss(out, y) / x.shape[0]}
+        h, layer_grads, value = x, [], None
+        for l in range(1, params.depth + 1):
+            a = params.predict_layer(l, h)
+            if l < params.depth:
+                signal = self.hidden_signal(params, a, project_target(in_turn(y, h, batch_axes), rule_state[l - 1], batch_axes))
+            else:
+                value, signal = output_error(self.loss, a, y)
+            layer_grads.append(layer_gradient(params, l, h, signal))
+            h = a
+        grads = Network(tuple(layer_grads), params.activation, shapes=params.shapes)
+        return grads, rule_state, {"loss": value / x.shape[0]}
 
 
 @LEARNERS.register("drtp")

@@ -1,6 +1,7 @@
 """Theory pages' generated part: each check's criteria and the figures measured by the last quick run.
 
-Every page under ``theory/`` named by a registered check (its ``theory=``) carries a block between the markers
+The index ``theory/README.md`` gets a generated block too: every check by family and every figure. Every page
+under ``theory/`` named by a registered check (its ``theory=``) carries a block between the markers
 :data:`BEGIN` and :data:`END`, written by ``dynlearn docs`` from the registry and the JSON of the last
 ``dynlearn check --quick --json`` (kept in ``theory/checks.json``). The tolerance shown is the requirement text the
 check itself built from its number (:mod:`dynlearn.theorems.criteria`), so a tolerance is written once, in code;
@@ -64,6 +65,46 @@ def expected_page(text: str, block: str) -> str:
     return text.rstrip("\n") + "\n\n" + block + "\n"
 
 
+#: section titles of the index (theory/README.md) by check family; a family not listed gets its name, capitalised
+FAMILY_TITLES = {
+    "pc": "Predictive coding",
+    "ep": "Equilibrium propagation and exact gradients",
+    "feedback": "Feedback alignment and its family",
+    "pal": "Phaseless alignment learning (PAL)",
+    "microcircuit": "Dendritic microcircuits",
+    "latent_equilibrium": "Latent equilibrium",
+}
+INDEX = "README.md"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render_index(results: dict[str, dict]) -> str:
+    """The index block of ``theory/README.md``: every check by family (statement, page, last quick verdict), then
+    every figure with the script that makes it."""
+    from ..figures import figure_specs
+
+    lines = [BEGIN]
+    families: dict[str, list] = {}
+    for check in checks().values():
+        families.setdefault(check.family, []).append(check)
+    for family, members in families.items():
+        lines += ["", f"## {FAMILY_TITLES.get(family, family.replace('_', ' ').capitalize())}", "",
+                  "| check | statement | page | quick run |", "|---|---|---|---|"]
+        for c in members:
+            page = Path(c.theory).name
+            r = results.get(c.name)
+            verdict = "not run" if r is None else ("pass" if r["passed"] else "FAIL")
+            lines.append(f"| `{c.name}` | {_cell(c.statement)} | [{page}]({page}) | {verdict} |")
+    lines += ["", "## Figures", "", "| figure | what it shows |", "|---|---|"]
+    for name, spec in figure_specs().items():
+        lines.append(f"| `paper_figs/fig_{name}.py` | {_cell(spec.description)} |")
+    lines.append(END)
+    return "\n".join(lines)
+
+
 def load_results(json_path: Path) -> dict[str, dict]:
     return {r["name"]: r for r in json.loads(Path(json_path).read_text())}
 
@@ -79,6 +120,9 @@ def stale_pages(theory_dir: Path, json_path: Path) -> list[str]:
         text = page.read_text()
         if expected_page(text, render_block(names, results)) != text:
             bad.append(f"{page} (generated block out of date)")
+    index = theory_dir / INDEX
+    if index.exists() and expected_page(index.read_text(), render_index(results)) != index.read_text():
+        bad.append(f"{index} (generated index out of date)")
     return bad
 
 
@@ -94,4 +138,11 @@ def write_pages(theory_dir: Path, json_path: Path) -> list[Path]:
         if new != text:
             page.write_text(new)
             changed.append(page)
+    index = theory_dir / INDEX
+    if index.exists():
+        text = index.read_text()
+        new = expected_page(text, render_index(results))
+        if new != text:
+            index.write_text(new)
+            changed.append(index)
     return changed

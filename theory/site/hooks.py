@@ -4,7 +4,9 @@
 * every figure a page embeds (``![...](figures/NAME.png)``) that is missing from ``theory/figures`` is replaced by a
   placeholder image that says how to make it (``dynlearn figs --quick --out theory/figures``), so the site builds
   strictly before the figures are made, and shows which are missing;
-* ``<!-- dynlearn:learners -->`` in a page becomes the table of every registered model/rule (from the registry).
+* ``<!-- dynlearn:learners -->`` in a page becomes the table of every registered model/rule (from the registry);
+* every check's theory page that ``mkdocs.yml`` does not list goes into the "Theory" section under its family's
+  title (so a new family's pages appear without editing the nav).
 """
 
 from __future__ import annotations
@@ -43,6 +45,40 @@ def on_files(files, config):
         for name in missing:
             files.append(File.generated(config, f"figures/{name}.png", content=image))
     return files
+
+
+def _nav_pages(nav) -> set[str]:
+    found: set[str] = set()
+    for item in nav or []:
+        values = item.values() if isinstance(item, dict) else [item]
+        for v in values:
+            found |= _nav_pages(v) if isinstance(v, list) else {v}
+    return found
+
+
+def on_config(config):
+    from dynlearn.theorems import checks
+    from dynlearn.theorems.pages import FAMILY_TITLES
+
+    listed = _nav_pages(config["nav"])
+    theory = next((item["Theory"] for item in config["nav"] if isinstance(item, dict) and "Theory" in item), None)
+    if theory is None:
+        return config
+    sections = {next(iter(s)): s[next(iter(s))] for s in theory if isinstance(s, dict)}
+    for check in checks().values():
+        page = Path(check.theory).name
+        if page in listed or not (Path(config["docs_dir"]) / page).exists():
+            continue
+        title = FAMILY_TITLES.get(check.family, check.family.replace("_", " ").capitalize())
+        if title not in sections:
+            sections[title] = []
+            theory.append({title: sections[title]})
+        sections[title].append(page)
+        listed.add(page)
+    rest = sorted(p.name for p in Path(config["docs_dir"]).glob("*.md") if p.name not in listed and p.name != "README.md")
+    if rest:
+        theory.append({"Experiments and notes": rest})
+    return config
 
 
 def _learner_table() -> str:
