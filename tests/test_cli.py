@@ -98,6 +98,7 @@ def test_docs_needs_the_json(tmp_path):
     assert r.exit_code == 2 and "does not exist" in r.output
 
 
+@pytest.mark.slow  # spawns two workers that import every family (~25 s); default run under 10 min on 2 cores; runs with -m slow
 def test_check_and_figures_on_two_workers_match_one_process(tmp_path):
     """`--jobs 2` spawns two workers: the same verdicts and measured figures as in-process, every figure written, the
     figures' wall times recorded for the next run's ordering, and a bad DYNLEARN_JOBS named in the error."""

@@ -62,6 +62,7 @@ def test_drtp_hidden_update_is_not_backprop_and_ignores_the_output(problem):
     assert not np.allclose(g2.weights[2], g.weights[2])
 
 
+@pytest.mark.slow  # default run under 10 min on 2 cores; runs with -m slow
 def test_drtp_learns_digits_and_runs_on_a_conv_net():
     _, hist = train(get_learner("drtp"), load_digits(), hidden=(64,), epochs=3, lr=1e-2, progress=False)
     assert float(hist.test_accuracy[-1]) > 0.6  # chance 0.1

@@ -342,7 +342,7 @@ def conv_problem():
     return net, x, y, bp_gradient(net, x, y)
 
 
-@pytest.mark.parametrize("rule", ["fa", "dfa", "usf"])
+@pytest.mark.parametrize("rule", ["fa", pytest.param("dfa", marks=pytest.mark.slow), pytest.param("usf", marks=pytest.mark.slow)])
 def test_rules_on_a_lenet(conv_problem, rule):
     net, x, y, bp = conv_problem
     learner = get_learner(rule)

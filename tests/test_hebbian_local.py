@@ -155,6 +155,7 @@ def test_three_factor_updates_sum_to_the_batch_gradient():
     assert np.allclose(b * dw, gw, atol=1e-13) and np.allclose(b * db, gb, atol=1e-13)
 
 
+@pytest.mark.slow  # default run under 10 min on 2 cores; runs with -m slow
 def test_reservoir_flow_map_is_the_ode_flow():
     res = Reservoir.random(7, 3, key=jax.random.key(4), leak=0.7)
     phi, gam = res.flow_map()

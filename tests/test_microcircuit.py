@@ -326,6 +326,7 @@ def test_bad_shapes():
         Microcircuit.create(SIZES, key=jax.random.key(0), top_down="mirror")
 
 
+@pytest.mark.slow  # default run under 10 min on 2 cores; runs with -m slow
 def test_learner_registered_and_learns():
     from dynlearn.data import teacher_student
     from dynlearn.learning import train

@@ -11,9 +11,9 @@ def test_there_are_notebooks():
     assert NOTEBOOKS, "notebooks/ holds no notebook"
 
 
-#: the two longest notebooks (a fresh kernel compiles EP's and the microcircuit's relaxations: 25-40 s each) run with
-#: `-m slow`, so that the default test run stays under 10 minutes on 2 cores
-SLOW = {"02_equilibrium_propagation", "04_microcircuits"}
+#: all but the first notebook (a fresh kernel compiles its models again: 20-40 s each) run with `-m slow`, so that
+#: the default test run stays under 10 minutes on 2 cores
+SLOW = {"02_equilibrium_propagation", "03_pal", "04_microcircuits", "05_sweeps"}
 
 
 @pytest.mark.notebook

@@ -258,6 +258,7 @@ def test_relaxation_time_independent_of_batch(small):
 # ----------------------------------------------------------------------------- any network: a convolutional one
 
 
+@pytest.mark.slow  # the MLP case is in the default run; default run under 10 min on 2 cores; runs with -m slow
 def test_conv_free_output_equilibrium_is_the_feedforward_pass():
     """PC on LeNet-5 (conv, pool, flatten, linear layers): from a perturbed state the free-output flow reaches a steady
     state, and it is the feedforward pass (also the initial state, with E = 0). Average pooling: max pooling makes the

@@ -138,6 +138,7 @@ def test_kkt_residuals_on_a_hand_made_point():
 # -- incremental PC -----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # default run under 10 min on 2 cores; runs with -m slow
 def test_ipc_joint_flow_never_raises_energy():
     net = init_network((4, 6, 3), key=jax.random.key(1), activation="tanh", dtype=jnp.float64)
     data = Data(jax.random.normal(jax.random.key(2), (5, 4), jnp.float64), jax.random.normal(jax.random.key(3), (5, 3), jnp.float64))

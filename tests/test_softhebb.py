@@ -213,6 +213,7 @@ def deep_tiny():
     return params, x, y
 
 
+@pytest.mark.slow  # default run under 10 min on 2 cores; runs with -m slow
 def test_deep_rule_schedules_layers_and_trains_the_readout_by_the_loss_gradient(deep_tiny):
     params, x, y = deep_tiny
     greedy = get_learner("softhebb/deep", greedy_steps=2).rule
