@@ -1,8 +1,10 @@
 """Checks and figures on several worker processes: what ``dynlearn check --jobs N`` and ``dynlearn figs --jobs N`` run.
 
-Two phases. First every check runs on a pool of ``jobs`` processes, a family's checks in one worker (they share compiled
-functions; families longest first, by the wall times of the last recorded run when there is one); then every figure runs on the same pool, each worker holding the results of all the
-checks, so a figure that plots a check (``run_check(name, quick=quick)``) reuses its result instead of recomputing it.
+Two phases. First every check runs on a pool of ``jobs`` processes, a family's checks in one worker (they share
+compiled functions), together with the figures that plot no check (training runs, sweeps: :func:`uses_checks`),
+longest first by the wall times of the last recorded run when there is one; then the other figures run on the same
+pool, each worker holding the results of all the checks, so a figure that plots a check
+(``run_check(name, quick=quick)``) reuses its result instead of recomputing it.
 Workers are spawned (JAX does not survive ``fork``) and, unless the caller set ``XLA_FLAGS``, run XLA on one thread
 each, so ``jobs`` processes share ``jobs`` cores without oversubscription. With ``jobs=1`` everything runs in the
 calling process and nothing is spawned.
@@ -55,6 +57,27 @@ def _check_task(names: list[str], quick: bool) -> dict:
         except DynlearnError as e:
             raise type(e)(f"{name}: {e}") from e
     return out
+
+
+def uses_checks(figure: str) -> bool:
+    """Whether figure ``figure`` plots a check's result: its function, or a function of its module that it calls,
+    calls ``run_check``. A figure that does not (a training run, a sweep) can run before the checks do."""
+    import inspect
+    import re
+
+    from .figures import figure_specs
+
+    fn = figure_specs()[figure].fn
+    module = inspect.getmodule(fn)
+    try:
+        sources = [inspect.getsource(fn)]
+        for name in set(re.findall(r"\b(\w+)\(", sources[0])):
+            helper = getattr(module, name, None)
+            if inspect.isfunction(helper) and helper.__module__ == module.__name__ and helper is not fn:
+                sources.append(inspect.getsource(helper))
+    except (OSError, TypeError):
+        return True
+    return any("run_check" in src for src in sources)
 
 
 def _family_groups(names: list[str], seconds: dict[str, float]) -> list[tuple[str, list[str]]]:
@@ -173,23 +196,24 @@ def run_checks_and_figures(
     if jobs <= 1:
         return _run_here(checks, figures, quick, out, progress)
     with _pool(jobs) as pool:
-        done = {}
-        if checks:
-            bar = _bar(len(checks), "theorem checks", "check", progress)
-            tick = _advance(bar)
-            groups = _family_groups(checks, seconds)
-            by_family = _run_all(pool, [(f, _check_task, (ns, quick)) for f, ns in groups], lambda f: [tick(n) for n in dict(groups)[f]])
-            done = {n: r for results in by_family.values() for n, r in results.items()}
-            bar.close()
+        alone = [n for n in figures if not uses_checks(n)]  # these need no check result: they start with the checks
+        bar = _bar(len(checks) + len(alone), "theorem checks and self-contained figures", "task", progress)
+        tick = _advance(bar)
+        groups = _family_groups(checks, seconds)
+        tasks = [(f, _check_task, (ns, quick)) for f, ns in groups] + [(n, _figure_task, (n, quick, str(out), {})) for n in alone]
+        tasks.sort(key=lambda t: -(sum(seconds.get(n, 1.0) for n in t[2][0]) if t[1] is _check_task else seconds.get(t[0], 1.0)))
+        first = _run_all(pool, tasks, lambda name: [tick(n) for n in dict(groups).get(name, [name])])
+        bar.close()
+        done = {n: r for name, value in first.items() if name in dict(groups) for n, r in value.items()}
         results = [done[n] for n in checks]
         memo = {(r.name, quick, ()): r for r in results}
         for key, r in memo.items():
             _MEMO.setdefault(key, r)
-        made = {}
-        if figures:
-            bar = _bar(len(figures), "figures", "fig", progress)
-            tasks = [(n, _figure_task, (n, quick, str(out), memo)) for n in _longest_first(figures, seconds)]
-            made = _run_all(pool, tasks, _advance(bar))
+        made = {n: first[n] for n in alone}
+        rest = [n for n in figures if n not in made]
+        if rest:
+            bar = _bar(len(rest), "figures", "fig", progress)
+            made.update(_run_all(pool, [(n, _figure_task, (n, quick, str(out), memo)) for n in _longest_first(rest, seconds)], _advance(bar)))
             bar.close()
     return results, [made[n][0] for n in figures], {n: made[n][1] for n in figures}
 
