@@ -39,10 +39,9 @@ import jax.numpy as jnp
 from jax.scipy.special import xlogy
 from jaxtyping import Array
 
-from ..errors import ShapeError
 from ..networks import Network
 from .base import Data, EnergyModel
-from .pc import OUTPUT_MODES, OutputMode
+from .pc import OUTPUT_MODES, OutputMode, output_target
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,10 +138,7 @@ class GeneralisedPC(EnergyModel):
         return f"GeneralisedPC(output={self.output!r}, families={[f.name for f in self.families]}, sizes={self.network.sizes})"
 
     def _target(self, data: Data) -> Array | None:
-        y = data.target()
-        if self.output != "free" and y is None:
-            raise ShapeError(f"output={self.output!r} needs a target y")
-        return y
+        return output_target(self.output, data)
 
     def validate(self, data: Data) -> None:
         self._target(data)

@@ -41,6 +41,14 @@ OutputMode = Literal["clamped", "free", "nudged"]
 OUTPUT_MODES = ("clamped", "free", "nudged")
 
 
+def output_target(output: str, data: Data) -> Array | None:
+    """The target ``data`` gives a PC output mode: required unless the output is ``"free"`` (:class:`ShapeError`)."""
+    y = data.target()
+    if output != "free" and y is None:
+        raise ShapeError(f"output={output!r} needs a target y")
+    return y
+
+
 class PredictiveCoding(EnergyModel):
     """A predictive-coding network: a :class:`dynlearn.Network` (any layers) plus the output mode.
 
@@ -61,10 +69,7 @@ class PredictiveCoding(EnergyModel):
         return f"PredictiveCoding(output={self.output!r}, sizes={self.network.sizes})"
 
     def _target(self, data: Data) -> Array | None:
-        y = data.target()
-        if self.output != "free" and y is None:
-            raise ShapeError(f"output={self.output!r} needs a target y")
-        return y
+        return output_target(self.output, data)
 
     def validate(self, data: Data) -> None:
         self._target(data)
