@@ -19,13 +19,14 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from ..analysis import bp_gradient, compare_per_layer, loglog_slope
+from ..analysis import bp_gradient
 from ..config import THEOREM, THEOREM_STRICT
 from ..models.base import Data, equilibrium
 from ..models.gpc import GeneralisedPC, layer_families
 from ..models.pc import PredictiveCoding
 from ..networks import init_network
-from .criteria import at_least, at_most, within
+from .criteria import at_most
+from .pc import nudge_limit
 from .registry import Verdict, register_check
 
 #: the quick sweep of the nudge γ
@@ -137,26 +138,5 @@ def gpc_ce_limit(*, sizes=(5, 10, 10, 3), batch=4, seed=0, gammas=GAMMAS, output
     net, x, y = _problem(sizes, batch, seed, one_hot=True)
     model = GeneralisedPC(net, layer_families(net.depth, "gaussian", output_family), "nudged")
     reference = bp_gradient(net, x, y, loss="ce")
-    cos, rel, res = [], [], []
-    for gamma in gammas:
-        update, residual = _nudged_update(model, x, y, jnp.asarray(gamma))
-        cmp = compare_per_layer(update, reference)
-        cos.append(np.asarray(cmp["cosine"]))
-        rel.append(np.asarray(cmp["relative_error"]))
-        res.append(float(residual))
-    cos, rel, gammas = np.stack(cos), np.stack(rel), np.asarray(gammas)
-    try:
-        slopes = np.array([loglog_slope(gammas, rel[:, i]) for i in range(net.depth)])
-    except ValueError:
-        slopes = np.full(net.depth, np.nan)
-    ds = xr.Dataset(
-        {"cosine": (("gamma", "layer"), cos), "relative_error": (("gamma", "layer"), rel), "residual": ("gamma", np.asarray(res)),
-         "slope": ("layer", slopes)},
-        coords={"gamma": gammas, "layer": np.arange(1, net.depth + 1)},
-    )
-    verdict = Verdict.from_criteria(
-        min_cosine_at_smallest_gamma=at_least(np.min(cos[np.argmin(gammas)]), cos_min),
-        worst_slope=within(slopes[np.argmax(np.abs(slopes - 1))], 1.0, slope_tol),
-        max_residual=at_most(max(res), residual_tol),
-    )
-    return ds, verdict
+    return nudge_limit(gammas, lambda g: _nudged_update(model, x, y, jnp.asarray(g)), reference, net.depth,
+                       cos_min=cos_min, slope_tol=slope_tol, residual_tol=residual_tol)

@@ -267,35 +267,12 @@ def pc_bp_limit(
     net, x, y = _problem(sizes, batch, seed)
     model = model_cls(net, "nudged")
     reference = bp_gradient(net, x, y)
-    cos, rel, res = [], [], []
-    for gamma in gammas:
+    def update_at(gamma):
         data = Data(x, y, gamma)
         eq = equilibrium(model, data, POLISHED)
-        update = jax.tree.map(lambda u: u / gamma, pc_update(model, data, state=eq.state))
-        cmp = compare_per_layer(update, reference)
-        cos.append(np.asarray(cmp["cosine"]))
-        rel.append(np.asarray(cmp["relative_error"]))
-        res.append(float(eq.residual))
-    cos, rel, gammas = np.stack(cos), np.stack(rel), np.asarray(gammas)
-    try:
-        slopes = np.array([loglog_slope(gammas, rel[:, i]) for i in range(net.depth)])
-    except ValueError:
-        slopes = np.full(net.depth, np.nan)
-    ds = xr.Dataset(
-        {
-            "cosine": (("gamma", "layer"), cos),
-            "relative_error": (("gamma", "layer"), rel),
-            "residual": ("gamma", np.asarray(res)),
-            "slope": ("layer", slopes),
-        },
-        coords={"gamma": gammas, "layer": np.arange(1, net.depth + 1)},
-    )
-    verdict = Verdict.from_criteria(
-        min_cosine_at_smallest_gamma=at_least(np.min(cos[np.argmin(gammas)]), cos_min),
-        worst_slope=within(slopes[np.argmax(np.abs(slopes - 1))], 1.0, slope_tol),
-        max_residual=at_most(max(res), residual_tol),
-    )
-    return ds, verdict
+        return jax.tree.map(lambda u: u / gamma, pc_update(model, data, state=eq.state)), eq.residual
+
+    return nudge_limit(gammas, update_at, reference, net.depth, cos_min=cos_min, slope_tol=slope_tol, residual_tol=residual_tol)
 
 
 @register_check(
@@ -331,5 +308,38 @@ def pc_fixed_prediction_exact(*, sizes=(5, 10, 10, 3), batch=4, seeds=(0, 1), n_
     verdict = Verdict.from_criteria(
         max_error_vs_delta=at_most(err_eps.max(), tol),
         max_update_vs_bp=at_most(err_w.max(), tol),
+    )
+    return ds, verdict
+
+
+def nudge_limit(gammas, update_at, reference, depth: int, *, cos_min: float, slope_tol: float, residual_tol: float):
+    """The small-nudge limit of an update: ``update_at(gamma) -> (update / gamma, residual)`` against ``reference`` per
+    layer, for each nudge in ``gammas``: ``(Dataset, Verdict)`` with the cosine at the smallest nudge, the worst
+    layer's log-log slope of the relative error (1 for an O(gamma) error) and the worst relaxation residual."""
+    cos, rel, res = [], [], []
+    for gamma in gammas:
+        update, residual = update_at(gamma)
+        cmp = compare_per_layer(update, reference)
+        cos.append(np.asarray(cmp["cosine"]))
+        rel.append(np.asarray(cmp["relative_error"]))
+        res.append(float(residual))
+    cos, rel, gammas = np.stack(cos), np.stack(rel), np.asarray(gammas)
+    try:
+        slopes = np.array([loglog_slope(gammas, rel[:, i]) for i in range(depth)])
+    except ValueError:
+        slopes = np.full(depth, np.nan)
+    ds = xr.Dataset(
+        {
+            "cosine": (("gamma", "layer"), cos),
+            "relative_error": (("gamma", "layer"), rel),
+            "residual": ("gamma", np.asarray(res)),
+            "slope": ("layer", slopes),
+        },
+        coords={"gamma": gammas, "layer": np.arange(1, depth + 1)},
+    )
+    verdict = Verdict.from_criteria(
+        min_cosine_at_smallest_gamma=at_least(np.min(cos[np.argmin(gammas)]), cos_min),
+        worst_slope=within(slopes[np.argmax(np.abs(slopes - 1))], 1.0, slope_tol),
+        max_residual=at_most(max(res), residual_tol),
     )
     return ds, verdict
