@@ -320,7 +320,19 @@ def _run_work(checks: list[str], out: Path | None, quick: bool, jobs: int | None
     if figures:
         payload = json.dumps({n: round(t, 2) for n, t in times.items()}, indent=1)
         atomic_write(out / "figure_seconds.json", lambda tmp: Path(tmp).write_text(payload))
+    _warn_plot_problems([nc for _, nc in made])
     return results, [png for png, _ in made]
+
+
+def _warn_plot_problems(ncs) -> None:
+    """One stderr line per figure whose data hold an empty or non-finite plotted series (see ``make_figure``)."""
+    import xarray as xr
+
+    for nc in ncs:
+        with xr.open_dataset(nc) as ds:
+            text = ds.attrs.get("plotted_problems", "")
+        if text:
+            typer.echo(f"warning: figure {Path(nc).stem} plots bad data: {text}", err=True)
 
 
 @app.command()

@@ -44,6 +44,10 @@ def get_solver(solver: str | diffrax.AbstractSolver) -> diffrax.AbstractSolver:
         raise UnknownNameError(f"unknown solver {solver!r}; choose one of {sorted(_SOLVERS)} or pass a diffrax solver") from None
 
 
+#: how a relaxation reaches its steady state (:attr:`RelaxConfig.method`; see :mod:`dynlearn.minimise`)
+METHODS = ("flow", "bfgs", "lbfgs", "nonlinear_cg", "newton")
+
+
 def _is_fixed_step(solver: diffrax.AbstractSolver) -> bool:
     return isinstance(solver, (diffrax.Euler, diffrax.SemiImplicitEuler)) or not isinstance(
         solver, diffrax.AbstractAdaptiveSolver
@@ -66,6 +70,9 @@ class RelaxConfig(eqx.Module):
         polish: finish with Newton's method (optimistix) to residual ``<= polish_tol``.
         polish_max_steps: Newton iterations allowed.
         throw: raise :class:`dynlearn.NotConvergedError` / :class:`dynlearn.DivergedError` unless converged.
+        method: ``"flow"`` integrates the vector field (the solver and controller above); ``"bfgs"``, ``"lbfgs"``,
+            ``"nonlinear_cg"`` minimise an energy model's energy and ``"newton"`` root-finds the field, with
+            optimistix (:mod:`dynlearn.minimise`; ``tol``, ``atol``, ``max_steps``, ``bound`` keep their meaning).
     """
 
     solver: Any = eqx.field(static=True, default="tsit5")
@@ -82,9 +89,13 @@ class RelaxConfig(eqx.Module):
     polish_tol: float = eqx.field(static=True, default=1e-12)
     polish_max_steps: int = eqx.field(static=True, default=50)
     throw: bool = eqx.field(static=True, default=True)
+    method: str = eqx.field(static=True, default="flow")
 
     def __check_init__(self):
         from .validation import integer, number
+
+        if self.method not in METHODS:
+            raise ConfigError(f"RelaxConfig.method must be one of {METHODS}, got {self.method!r}")
 
         get_solver(self.solver)
         for name in ("tol", "rtol", "atol", "polish_tol"):

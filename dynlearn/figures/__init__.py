@@ -45,12 +45,22 @@ def figure_specs() -> dict[str, FigureSpec]:
 def make_figure(name: str, *, quick: bool = True, out: str | Path = "figures", seed: int = 0) -> tuple[Path, Path]:
     """Make figure ``name``; write ``out/<name>.png`` (200 dpi), ``out/<name>.pdf`` and ``out/<name>.nc``; return the PNG and .nc paths.
 
+    A plotted series that is empty or non-finite (or <= 0 on a log axis) is named in a warning and in the data's
+    ``plotted_problems`` attribute (:func:`._health.plotted_problems`); the figure is still written.
+
     The figure is a bare :class:`matplotlib.figure.Figure` (see :func:`._plot.new_figure`); ``savefig`` renders the PNG
     with Agg whatever the backend, so neither the caller's matplotlib backend (an interactive session, say) nor
     pyplot's list of figures is touched."""
+    import warnings
+
     from ..results import atomic_write, save_dataset
+    from ._health import plotted_problems
 
     fig, ds, config = FIGURES[name].fn(quick=quick, seed=seed)
+    problems = plotted_problems(fig)
+    ds = ds.assign_attrs(plotted_problems="; ".join(problems))  # empty when every series is finite
+    if problems:
+        warnings.warn(f"figure {name}: " + "; ".join(problems), stacklevel=2)
     out = Path(out)
     png = atomic_write(out / f"{name}.png", lambda tmp: fig.savefig(tmp, dpi=200, bbox_inches="tight", format="png"))
     atomic_write(out / f"{name}.pdf", lambda tmp: fig.savefig(tmp, bbox_inches="tight", format="pdf"))  # vector copy beside the PNG

@@ -135,6 +135,22 @@ def equilibrium(
         raise TypeError(f"{model.name}: equilibrium takes a dynlearn.models.Data, got {type(data).__name__}")
     model.validate(data)
     state0 = model.init_state(data) if state0 is None else state0
+    if getattr(config, "method", "flow") != "flow" or overrides.get("method", "flow") != "flow":
+        return _solved(model, data, state0, config.replace(**overrides), save_ts)
     if jnp.iscomplexobj(data.nudge):
         state0 = jax.tree.map(lambda a: a.astype(jnp.result_type(a.dtype, jnp.complex64)), state0)
     return relax(model_flow, state0, (model, data), config, save_ts=save_ts, name=model.name, **overrides)
+
+
+def _solved(model, data, state0, config: RelaxConfig, save_ts) -> Equilibrium:
+    """The equilibrium by minimisation or root-finding (:mod:`dynlearn.minimise`), then the optional Newton polish."""
+    from ..dynamics import _polished, raise_for_status
+    from ..errors import ConfigError
+    from ..minimise import solve_equilibrium
+
+    if save_ts is not None:
+        raise ConfigError(f"{model.name}: save_ts needs a trajectory; RelaxConfig.method={config.method!r} has none (use method='flow')")
+    eq = solve_equilibrium(model, data, state0, config.replace(throw=False), model.name)
+    if config.polish:
+        eq = _polished(model_flow, eq, (model, data), config, model.name)
+    return raise_for_status(eq, model.name, config.polish_tol if config.polish else config.tol) if config.throw else eq
