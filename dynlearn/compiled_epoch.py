@@ -85,8 +85,12 @@ first bad step on) and
 
     @eqx.filter_jit
     def compiled(params, rule_state, opt_state, x, y, order, steps, k_steps, progress=False):
+        # the scan carries arrays only: layers with non-array fields (pooling's callables, say) stay outside it
+        arrays, static = eqx.partition((params, rule_state, opt_state), eqx.is_array)
+
         def scan_step(carry, inp):
-            params, rule_state, opt_state, bad = carry
+            arrays, bad = carry
+            params, rule_state, opt_state = eqx.combine(arrays, static)
             idx, step = inp
             new = body(params, rule_state, opt_state, x[idx], y[idx], jax.random.fold_in(k_steps, step))
             metrics = dict(new[3])
@@ -99,13 +103,14 @@ first bad step on) and
             params, rule_state, opt_state = _select(keep, new[:3], (params, rule_state, opt_state))
             if progress:
                 jax.debug.callback(_tick, step)
-            return (params, rule_state, opt_state, bad), {k: jnp.where(keep, v, 0.0) for k, v in metrics.items()}
+            return (eqx.filter((params, rule_state, opt_state), eqx.is_array), bad), {k: jnp.where(keep, v, 0.0) for k, v in metrics.items()}
 
-        shapes = jax.eval_shape(body, params, rule_state, opt_state, x[order[0]], y[order[0]], k_steps)[3]
+        shapes = eqx.filter_eval_shape(body, params, rule_state, opt_state, x[order[0]], y[order[0]], k_steps)[3]
         bad = {"index": jnp.asarray(-1, steps.dtype), "finite": jnp.asarray(True)}
         if any(k in shapes for k in _STATUS_KEYS):
             bad.update({k: jnp.zeros(shapes[k].shape, shapes[k].dtype) for k in _STATUS_KEYS})
-        (params, rule_state, opt_state, bad), per_step = jax.lax.scan(scan_step, (params, rule_state, opt_state, bad), (order, steps))
+        (arrays, bad), per_step = jax.lax.scan(scan_step, (arrays, bad), (order, steps))
+        params, rule_state, opt_state = eqx.combine(arrays, static)
         return params, rule_state, opt_state, per_step, bad
 
     def run(params, rule_state, opt_state, x, y, order, steps, k_steps, progress=False):

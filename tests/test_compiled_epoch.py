@@ -64,3 +64,15 @@ def test_progress_bar_counts_every_step(small, capsys):
     train(get_learner("bp"), small, hidden=(8,), epochs=2, batch_size=32, lr=1e-2, progress=True)
     err = capsys.readouterr().err
     assert "10/10" in err
+
+
+def test_a_network_with_max_pooling_trains_in_the_compiled_epoch():
+    """Layers with non-array fields (max pooling keeps a callable) stay outside the scan's carry."""
+    from dynlearn.data import load
+    from dynlearn.learning import train
+    from dynlearn.networks import lenet5
+    from dynlearn.rules import get_learner
+
+    data = load("fashion_mnist", n_train=64, n_test=32).as_images((1, 28, 28))
+    params, hist = train(get_learner("bp"), data, network=lenet5(key=jax.random.key(0), pool="max"), epochs=1, batch_size=32, progress=False)
+    assert np.isfinite(float(hist.test_accuracy[-1])) and np.isfinite(float(hist.train_loss[-1]))
