@@ -68,11 +68,14 @@ def test_progress_bar_counts_every_step(small, capsys):
 
 def test_a_network_with_max_pooling_trains_in_the_compiled_epoch():
     """Layers with non-array fields (max pooling keeps a callable) stay outside the scan's carry."""
-    from dynlearn.data import load
+    from dynlearn.data import Dataset, one_hot
     from dynlearn.learning import train
     from dynlearn.networks import lenet5
     from dynlearn.rules import get_learner
 
-    data = load("fashion_mnist", n_train=64, n_test=32).as_images((1, 28, 28))
-    params, hist = train(get_learner("bp"), data, network=lenet5(key=jax.random.key(0), pool="max"), epochs=1, batch_size=32, progress=False)
+    x = np.random.default_rng(0).random((32, 1, 16, 16)).astype(np.float32)
+    labels = np.arange(32) % 10
+    data = Dataset("tiny images", x, one_hot(labels, 10), x, one_hot(labels, 10), labels, labels)
+    net = lenet5(key=jax.random.key(0), in_shape=(1, 16, 16), pool="max")
+    params, hist = train(get_learner("bp"), data, network=net, epochs=1, batch_size=32, progress=False)
     assert np.isfinite(float(hist.test_accuracy[-1])) and np.isfinite(float(hist.train_loss[-1]))

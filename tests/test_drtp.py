@@ -73,3 +73,26 @@ def test_drtp_learns_digits_and_runs_on_a_conv_net():
     g, _, _ = eqx.filter_jit(rule.update)(conv, state, Data(x, y), jax.random.key(2))  # compiled: cheaper than op by op
     assert jax.tree.structure(g) == jax.tree.structure(eqx.filter(conv, eqx.is_inexact_array))
     assert all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree.leaves(g))
+
+
+def test_scanned_runs_of_equal_layers_give_the_unrolled_update(problem):
+    """The ``lax.scan`` over equal hidden layers (depth-independent memory) changes nothing in the update. TPSGD runs
+    the same loop with its own ``hidden_signal`` (tested against explicit matrices in test_forward_only.py)."""
+    from dynlearn.rules.drtp import equal_runs
+
+    net = dl.init_network((4, 6, 6, 6, 6, 3), key=jax.random.key(5), bias_scale=0.1, dtype=jnp.float64)
+    assert equal_runs(net) == [(2, 5)]  # layers 2, 3, 4 (6 -> 6); layer 1 (4 -> 6) and the output are not stacked
+    assert equal_runs(problem[0]) == []  # 4-6-5-3: no two equal hidden layers
+    x = jax.random.normal(jax.random.key(6), (5, 4), jnp.float64)
+    y = jax.nn.one_hot(jnp.arange(5) % 3, 3, dtype=jnp.float64)
+    rule = get_learner("drtp").rule
+    state = rule.init(jax.random.key(7), net)
+
+    def both(n, s):
+        return rule.update(n, s, Data(x, y), None)[0], rule.layerwise_update(n, s, Data(x, y), stack=False)[0]
+
+    lowered = jax.jit(both).lower(net, state)
+    assert lowered.as_text().count("while") >= 1  # the scanned path is a loop, the unrolled one is not
+    scanned, unrolled = lowered.compile()(net, state)
+    for g, u in zip(jax.tree.leaves(scanned), jax.tree.leaves(unrolled), strict=True):
+        np.testing.assert_allclose(g, u, rtol=1e-12, atol=1e-14)

@@ -171,7 +171,7 @@ def memory_check():
 
 def test_drtp_memory_passes(memory_check):
     assert memory_check.passed, memory_check.verdict.summary()
-    assert memory_check.verdict.measured["bp_layers_per_added_layer"] > 0.9  # BP keeps each layer for its backward pass
+    assert memory_check.verdict.measured["bp_activation_layers_per_added_layer"] > 0.9  # BP keeps each layer for its backward pass
 
 
 def test_drtp_memory_fails_when_the_local_losses_are_backpropagated(monkeypatch):
@@ -183,7 +183,28 @@ def test_drtp_memory_fails_when_the_local_losses_are_backpropagated(monkeypatch)
 
     monkeypatch.setattr(costs, "get_learner", patched)
     _, verdict = get_check("drtp_memory").fn()
-    assert not verdict.passed and "tpsgd_layers_per_added_layer" in verdict.failed
+    assert not verdict.passed and "tpsgd_activation_layers_per_added_layer" in verdict.failed
+    assert verdict.measured["tpsgd_activation_layers_per_added_layer"] >= 0.9  # as much as BP keeps
+
+
+class UnrolledTPSGD(TargetProjectionSGD):
+    """TPSGD with every layer unrolled (no ``lax.scan``): the same update, scheduled by XLA at will."""
+
+    def update(self, params, rule_state, batch, key):
+        return self.layerwise_update(params, rule_state, batch, stack=False)
+
+
+def test_drtp_memory_fails_when_the_layers_are_unrolled(monkeypatch):
+    """Unrolled, XLA's CPU schedule keeps part of every layer's activations to the end: memory grows with depth."""
+    real = costs.get_learner
+
+    def patched(name, **kw):
+        learner = real(name, **kw)
+        return dataclasses.replace(learner, rule=UnrolledTPSGD(learner.rule.loss)) if name == "tpsgd" else learner
+
+    monkeypatch.setattr(costs, "get_learner", patched)
+    _, verdict = get_check("drtp_memory").fn()
+    assert not verdict.passed and "tpsgd_activation_layers_per_added_layer" in verdict.failed
 
 
 # ----------------------------------------------------------------------------- tpsgd_accuracy and lls_macs

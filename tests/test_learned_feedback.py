@@ -191,3 +191,73 @@ def test_meta_plasticity_check_and_its_fa_only_twin():
 def test_learners_train_on_digits(name, lr):
     _, hist = train(get_learner(name), load_digits(), hidden=(64,), epochs=3, lr=lr, progress=False)
     assert float(hist.test_accuracy[-1]) > 0.6  # chance 0.1
+
+
+# ----------------------------------------------------------------------------- accuracy figures (NTK widths, conv dDFA)
+
+
+def _digits32():
+    d = load_digits()
+    return (jnp.asarray(d.x_train, jnp.float32), jnp.asarray(d.y_train, jnp.float32),
+            jnp.asarray(d.x_test, jnp.float32), jnp.asarray(d.y_test.argmax(-1)))
+
+
+def test_accuracy_runner_trains_every_learner_from_the_same_network_on_the_same_batches():
+    """After one step the NTK rule and BP in its parametrisation coincide (the rule is BP at initialisation), so their
+    accuracies agree only if both started from the same network and saw the same batch; BP in the standard
+    parametrisation at its own rate does not."""
+    from dynlearn.figures.local_accuracy import _runner, accuracy_learner, xavier_mlp
+
+    x, y, xt, lt = _digits32()
+    learners = [accuracy_learner(n) for n in ("ntk_rule", "bp_ntk", "bp")]
+    nets = jax.tree.map(lambda *a: np.stack(a), *[xavier_mlp((64, 16, 10), s) for s in (0, 1)])
+    idx = jnp.asarray(np.random.default_rng(0).integers(0, 1437, (2, 1, 64)))
+    keys = jnp.stack([jax.random.split(jax.random.key(s), 1) for s in (0, 1)])
+    acc = np.asarray(_runner(learners, 1)(nets, idx, keys, x, y, xt, lt))  # (runs, learners)
+    np.testing.assert_array_equal(acc[:, 0], acc[:, 1])
+    assert np.any(acc[:, 2] != acc[:, 0])
+    w = np.asarray(xavier_mlp((64, 4096, 10), 0).weights[0])
+    assert abs(w.var() * (64 + 4096) / 2 - 1.0) < 0.02  # Xavier variance 2 / (n_in + n_out)
+
+
+def test_accuracy_vs_width_learns_and_the_fraction_limits_the_data():
+    from dynlearn.figures.local_accuracy import accuracy_vs_width
+
+    ds = accuracy_vs_width(learners=("ntk_rule", "bp_ntk"), widths=(32,), fractions=(1.0, 0.02), seeds=(0,), epochs=3)
+    acc = ds.test_accuracy.isel(width=0, seed=0)
+    assert acc.shape == (2, 2) and ds.attrs["steps"] == 3 * (1437 // 64)
+    assert float(acc.sel(fraction=1.0).min()) > 0.8  # chance 0.1
+    assert float(acc.sel(fraction=0.02).max()) < float(acc.sel(fraction=1.0).min())  # 64 samples, not 1437
+
+
+@pytest.mark.slow  # conv variant (compiling dDFA through conv layers); runs with -m slow
+def test_ddfa_updates_a_conv_net_for_digits():
+    """dDFA on conv layers: output layer BP's, conv layers through the learned (flattened) feedback."""
+    import equinox as eqx
+
+    from dynlearn.figures.local_accuracy import digits_convnet
+
+    net = eqx.filter_jit(lambda k: digits_convnet(key=k, dtype=jnp.float64))(jax.random.key(0))
+    assert net.shapes == ((1, 8, 8), (8, 8, 8), (16, 4, 4), (64,), (10,))
+    x = jax.random.uniform(jax.random.key(1), (4, 1, 8, 8), jnp.float64)
+    y = jax.nn.one_hot(jnp.arange(4), 10, dtype=jnp.float64)
+    learner = get_learner("ddfa")
+
+    @eqx.filter_jit
+    def run(net):
+        state = learner.rule.init(jax.random.key(3), net)
+        return learner.rule.update(net, state, Data(x, y), jax.random.key(4)), bp_gradient(net, x, y)
+
+    (g, state, _), bp = run(net)
+    assert [b.shape for b in state] == [(10, 512), (10, 256), (10, 64)]  # conv states flattened
+    np.testing.assert_allclose(g.layers[-1].weight, bp.layers[-1].weight, rtol=1e-10, atol=1e-14)  # output: BP's
+    assert float(cosine_similarity(g.layers[0].weight, bp.layers[0].weight)) < 0.999  # conv 1: through the feedback
+    assert all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree.leaves(eqx.filter(g, eqx.is_inexact_array)))
+
+
+@pytest.mark.slow  # three conv trainings; the full ddfa_alignment figure runs them at scale
+def test_conv_accuracy_trains_bp_dfa_and_ddfa():
+    from dynlearn.figures.local_accuracy import conv_accuracy
+
+    ds = conv_accuracy(epochs=2, n_train=512, seeds=(0,))
+    assert ds.test_accuracy.shape == (3, 1, 2) and float(ds.test_accuracy.sel(learner="bp").isel(seed=0, epoch=-1)) > 0.5

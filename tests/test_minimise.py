@@ -75,6 +75,21 @@ def test_where_a_method_does_not_apply_the_error_names_it(pc):
         equilibrium(model, Data(data.x, data.y, jnp.asarray(0.1 + 0.1j)), RelaxConfig(method="lbfgs"))
 
 
+def test_a_pc_learners_update_with_a_minimiser_is_the_flows(pc):
+    """One PC update (relax, then dE/dθ) with per-sample BFGS against the flow's, both relaxed to max|dx/dt| <= 1e-6."""
+    from dynlearn.rules import get_learner
+
+    model, data, _ = pc
+    grads = {}
+    for method in ("flow", "bfgs"):
+        rule = get_learner("pc/clamped", method=method, tol=1e-6, rtol=1e-8, atol=1e-10, t1=1e3, max_steps=20_000).rule
+        grads[method], _, metrics = rule.update(model.network, None, data, jax.random.key(0))
+        assert float(metrics["residual"]) <= 1e-6
+    for a, b in zip(jax.tree.leaves(grads["bfgs"]), jax.tree.leaves(grads["flow"])):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
 def test_a_pc_learner_trains_with_a_minimiser_as_with_the_flow():
     from dynlearn.data import load
     from dynlearn.learning import train

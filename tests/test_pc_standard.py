@@ -129,8 +129,8 @@ def test_kkt_residuals_on_a_hand_made_point():
             return (self.g,)
 
     data = Data(jnp.ones((1, 1)), jnp.ones((1, 1)))
-    good = kkt_residuals(Fixed(net, None, jnp.array([[2.0, 0.0]])), (jnp.array([[0.0, 1.0]]),), data)
-    bad = kkt_residuals(Fixed(net, None, jnp.array([[-1.0, 0.0]])), (jnp.array([[0.0, 1.0]]),), data)
+    good = kkt_residuals(Fixed(net, None, g=jnp.array([[2.0, 0.0]])), (jnp.array([[0.0, 1.0]]),), data)
+    bad = kkt_residuals(Fixed(net, None, g=jnp.array([[-1.0, 0.0]])), (jnp.array([[0.0, 1.0]]),), data)
     assert float(good["complementarity"]) == 0.0 and float(good["active_fraction"]) == 0.5
     assert float(bad["complementarity"]) == 1.0 and float(bad["dual"]) == 1.0
 
@@ -174,13 +174,6 @@ def test_learners_train_and_reduce_loss(name, opts):
     _, h = train(get_learner(name, **opts), small, hidden=(16,), epochs=3, batch_size=64, lr=3e-3, progress=False)
     loss = h["train_loss"].values
     assert np.all(np.isfinite(loss)) and loss[-1] < 0.9 * loss[0]
-
-
-@pytest.mark.slow
-def test_positive_learned_feedback_learns_digits():
-    """Random-start learned feedback: slow at first (the loss rises in the first epochs), 85.6 % after 10 epochs."""
-    _, h = train(get_learner("pc/positive"), load("digits"), hidden=(64,), epochs=10, lr=3e-3, progress=False)
-    assert float(h["test_accuracy"].values[-1]) > 0.8
 
 
 @pytest.mark.parametrize("name,opts", [("pc/positive", {"feedback": "mirror"}), ("pc/positive", {"decay": -1.0}), ("ipc", {"t1": 0.0}), ("ipc", {"weight_rate": -1})])

@@ -2,7 +2,8 @@
 
 :func:`plotted_problems` walks every axes of a rendered :class:`matplotlib.figure.Figure` and lists, in words, each
 line, bar set, scatter/band collection or image whose data are empty or contain NaN/inf, and each log axis asked to
-show a value <= 0 (matplotlib drops those points silently, so a curve that reaches exactly 0 loses its end).
+show a value <= 0 (matplotlib drops those points silently, so a curve that reaches exactly 0 loses its end). An
+empty line with a label is a legend entry for a style (``plot([], [], label=...)``), not a series, and is skipped.
 :func:`dynlearn.figures.make_figure` stores the list in the figure's netCDF attributes (``plotted_problems``) and
 warns; the main job reports the figures that have any.
 """
@@ -39,7 +40,7 @@ def _check_series(where: str, name: str, xs, ys, log_x: bool, log_y: bool) -> li
 
 
 def _axes_problems(ax, where: str) -> list[str]:
-    from matplotlib.collections import PolyCollection
+    from matplotlib.collections import PathCollection, PolyCollection
     from matplotlib.container import BarContainer
 
     log_x, log_y = ax.get_xscale() == "log", ax.get_yscale() == "log"
@@ -48,6 +49,8 @@ def _axes_problems(ax, where: str) -> list[str]:
         if line.get_transform() != ax.transData:
             continue  # axhline / axvline: reference lines, half in axes coordinates
         xs, ys = line.get_data()
+        if _values(ys).size == 0 and not str(line.get_label() or "_").startswith("_"):
+            continue  # plot([], [], label=...): a legend entry drawn for a style, not a series
         out += _check_series(where, _label(line, "line", i), xs, ys, log_x, log_y)
     for i, bars in enumerate(c for c in ax.containers if isinstance(c, BarContainer)):
         heights = [p.get_height() if bars.orientation == "vertical" else p.get_width() for p in bars.patches]
@@ -62,7 +65,7 @@ def _axes_problems(ax, where: str) -> list[str]:
                 out.append(f"{where}: {_label(coll, 'band', i)} has non-finite vertices")
             continue
         offsets = _values(coll.get_offsets())
-        if offsets.ndim == 2 and offsets.shape[0] and offsets.shape[1] == 2:  # scatter
+        if isinstance(coll, PathCollection) and offsets.ndim == 2 and offsets.shape[1] == 2:  # scatter
             out += _check_series(where, _label(coll, "scatter", i), offsets[:, 0], offsets[:, 1], log_x, log_y)
     for i, im in enumerate(ax.get_images()):
         a = _values(im.get_array())

@@ -64,7 +64,8 @@ def energy_gap(time, energy, grad_norm2, *, tail: float = 0.2) -> tuple[np.ndarr
     :math:`E_\infty = E(T) - g(T)/k`, where :math:`g = \|\partial E/\partial s\|^2 = -dE/dt` decays as
     :math:`e^{-kt}` near the fixed point (``k`` fitted on the last ``tail`` of the run), so
     :math:`\int_T^\infty g\,dt = g(T)/k` — the part of the descent the run did not reach. Values below
-    ``ROUNDOFF · |E|`` are returned as NaN (not drawn): they are float round-off, not the dynamics.
+    ``ROUNDOFF · |E|`` are float round-off, not the dynamics: they are clipped to that floor (a log axis never gets
+    log 0), and the figures draw and name the floor.
     """
     t, e, g = (np.asarray(a, dtype=float) for a in (time, energy, grad_norm2))
     n = max(int(tail * t.size), 3)
@@ -73,7 +74,7 @@ def energy_gap(time, energy, grad_norm2, *, tail: float = 0.2) -> tuple[np.ndarr
     rest = g[-1] / k if k > 0 else 0.0
     gap = e - (e[-1] - rest)
     floor = ROUNDOFF * float(np.max(np.abs(e)))
-    return np.where(gap > floor, gap, np.nan), floor
+    return np.maximum(gap, floor), floor
 
 
 def mean_band(ax, x, values, *, axis: int = 0, color=None, label: str | None = None, **kw):

@@ -8,6 +8,7 @@ import numpy as np
 from ..theorems import run_check
 from . import register_figure
 from ._plot import mean_band, new_figure, pass_line, slope_guide, verdict_title
+from .local_accuracy import CONV_FULL, conv_accuracy
 
 
 @register_figure("ntk_rule_width", "NTK-regime local rule: 1 - cos(rule update, BP update) against the width, NTK vs standard parametrisation, with the width^-1 law")
@@ -55,18 +56,37 @@ def fig_ddfa_unbiased(quick: bool = True, seed: int = 0):
     return fig, ds, {"check": "ddfa_unbiased", "seed": seed}
 
 
-@register_figure("ddfa_alignment", "Directional DFA: angle between the learned feedback B_l and the true mean Jacobian during training on digits")
+@register_figure("ddfa_alignment", "Directional DFA: angle between the learned feedback B_l and the true mean Jacobian during training on digits; the full figure adds BP, DFA and dDFA accuracy on a small conv net")
 def fig_ddfa_alignment(quick: bool = True, seed: int = 0):
     r = run_check("ddfa_alignment", quick=quick)
     ds = r.data
-    fig, (a,) = new_figure(1, width=4.8)
+    fig, axes = new_figure(1 if quick else 3, width=4.8)
+    a = axes[0]
     for i, layer in enumerate(ds.layer.values):
         mean_band(a, ds.step, ds.angle_B_J.sel(layer=layer).transpose("seed", "step"), color=f"C{i}", label=rf"angle$({layer[0]}_{layer[1:]}, \bar J_{layer[1:]})$")
     pass_line(a, float(r.verdict.tolerance["final_angle_worst"].split()[-1]), f"pass: final angle {r.verdict.tolerance['final_angle_worst']}°")
     a.set(xlabel="training step (Adam, digits)", ylabel=f"angle (deg), mean ± s.d. of {ds.seed.size} seeds", ylim=(0, 100))
     verdict_title(a, f"the learned feedback aligns with the true Jacobian\n(worst final angle {r.verdict.measured['final_angle_worst']:.1f}°)", r.passed)
     a.legend(fontsize=7)
+    if not quick:  # conv-net accuracy (Bacho & Chu: dDFA closer to BP than DFA, conv layers included)
+        for ax, kind in zip(axes[1:], ("mlp", "conv")):
+            acc = conv_accuracy(**CONV_FULL, network=kind)
+            _conv_panel(ax, acc)
+            ds = ds.assign({f"{kind}_test_accuracy": acc.test_accuracy.rename(learner="acc_learner", seed="acc_seed", epoch="acc_epoch")})
     return fig, ds, {"check": "ddfa_alignment", "seed": seed}
+
+
+def _conv_panel(a, conv) -> None:
+    """Test accuracy per epoch of every learner of a :func:`conv_accuracy` Dataset, with the final gaps to BP."""
+    names = {"bp": "BP", "dfa": "DFA", "ddfa": "dDFA"}
+    for i, name in enumerate(conv.learner.values):
+        mean_band(a, conv.epoch, conv.test_accuracy.sel(learner=name), color=f"C{i}", label=names.get(str(name), str(name)), marker="o", ms=3)
+    final = conv.test_accuracy.isel(epoch=-1).mean("seed")
+    gaps = ", ".join(f"BP − {names.get(str(n), str(n))}: {100 * float(final.sel(learner='bp') - final.sel(learner=n)):.1f}"
+                     for n in conv.learner.values if n != "bp")
+    a.set(xlabel=f"epoch (Adam {conv.attrs['lr']:g}, {conv.attrs['n_train']} training images)", ylabel=f"test accuracy, mean ± s.d. of {conv.seed.size} seeds")
+    verdict_title(a, f"{conv.attrs['short_name']}: dDFA closer to BP than DFA?\nfinal {gaps} points", None)
+    a.legend(fontsize=7)
 
 
 @register_figure("meta_plasticity_low_data", "Meta-learned plasticity: coefficients during meta-training, and held-out few-shot accuracy of the learned rule against plain FA")

@@ -103,11 +103,15 @@ class EnergyModel(DynamicalModel):
 
     def parameter_gradient(self, state, data: Data) -> Network:
         """:math:`\\partial E/\\partial \\theta` at ``state``: a :class:`Network`-shaped PyTree."""
+        return self.energy_and_parameter_gradient(state, data)[1]
+
+    def energy_and_parameter_gradient(self, state, data: Data) -> tuple[Array, Network]:
+        """:math:`E` and :math:`\\partial E/\\partial \\theta` at ``state`` from one forward and backward pass."""
 
         def energy_of(network):
             return eqx.tree_at(lambda m: m.network, self, network).energy(state, data)
 
-        return eqx.filter_grad(energy_of)(self.network)
+        return eqx.filter_value_and_grad(energy_of)(self.network)
 
 
 def equilibrium(

@@ -107,21 +107,72 @@ class DirectRandomTargetProjection(Rule):
         return -target * phi_prime(net, a)
 
     def update(self, params: Network, rule_state, batch: Data, key):
-        """Layer by layer: layer ``l``'s signal and update are computed from its input and the target alone, so a
-        layer's activations are dead once the next layer has its input (see :func:`in_turn`)."""
+        """Layer by layer (:meth:`layerwise_update`), every run of equal hidden layers inside one ``lax.scan``."""
+        return self.layerwise_update(params, rule_state, batch, stack=True)
+
+    def layerwise_update(self, params: Network, rule_state, batch: Data, *, stack: bool = True):
+        """Layer ``l``'s signal and update are computed from its input and the target alone, so a layer's activations
+        are dead once the next layer has its input (see :func:`in_turn`). With ``stack``, each run of two or more
+        hidden layers of one structure (:func:`equal_runs`) is one ``lax.scan`` whose carry is a single layer's
+        activation (:meth:`_scan_run`): the compiled step cannot keep more than one of them, whatever the depth.
+        ``stack=False`` unrolls every layer; both give the same update."""
         x, y = batch.x, batch.y
         batch_axes = x.ndim - len(params.shapes[0])
-        h, layer_grads, value = x, [], None
-        for l in range(1, params.depth + 1):
+        runs = dict(equal_runs(params)) if stack else {}
+        h, layer_grads, value, l = x, [], None, 1
+        while l <= params.depth:
+            if l in runs:
+                h, grads = self._scan_run(params, rule_state, l, runs[l], h, y, batch_axes)
+                layer_grads.extend(grads)
+                l = runs[l]
+                continue
             a = params.predict_layer(l, h)
             if l < params.depth:
                 signal = self.hidden_signal(params, a, project_target(in_turn(y, h, batch_axes), rule_state[l - 1], batch_axes))
             else:
                 value, signal = output_error(self.loss, a, y)
             layer_grads.append(layer_gradient(params, l, h, signal))
-            h = a
+            h, l = a, l + 1
         grads = Network(tuple(layer_grads), params.activation, shapes=params.shapes)
         return grads, rule_state, {"loss": value / x.shape[0]}
+
+    def _scan_run(self, net: Network, projections, start: int, stop: int, h, y, batch_axes: int):
+        """Hidden layers ``start..stop-1`` (one structure) as a ``lax.scan`` over their stacked parameters and
+        projections; carry: the previous layer's pre-activation. Returns the last one and the layers' gradients."""
+        stacked = jax.tree.map(lambda *a: jnp.stack(a), *net.layers[start - 1 : stop - 1])
+        ps = jnp.stack(projections[start - 1 : stop - 1])
+
+        def body(h, xs):
+            layer, p = xs
+            pre = net.presynaptic(start, jax.lax.stop_gradient(h))
+            a = net.apply(start, pre, layer)
+            signal = jax.lax.stop_gradient(self.hidden_signal(net, a, project_target(y, p, batch_axes)))
+            return a, eqx.filter_grad(lambda lay: jnp.sum(signal * net.apply(start, pre, lay)))(layer)
+
+        h, grads = jax.lax.scan(body, h, (stacked, ps))
+        return h, [jax.tree.map(lambda g, i=i: g[i], grads) for i in range(stop - start)]
+
+
+def equal_runs(net: Network) -> list[tuple[int, int]]:
+    """Maximal runs ``[start, stop)`` of two or more hidden layers (``2 <= l < L``) with one tree structure, the same
+    parameter shapes and the same input and output shapes, whose leaves are all arrays (so they stack)."""
+
+    def signature(l):
+        layer = net.layers[l - 1]
+        leaves = jax.tree.leaves(layer)
+        if not leaves or not all(eqx.is_array(a) for a in leaves):
+            return None
+        return jax.tree.structure(layer), tuple((a.shape, a.dtype) for a in leaves), net.shapes[l - 1], net.shapes[l]
+
+    runs, l = [], 2
+    while l < net.depth:
+        sig, stop = signature(l), l + 1
+        while sig is not None and stop < net.depth and signature(stop) == sig:
+            stop += 1
+        if stop - l >= 2:
+            runs.append((l, stop))
+        l = stop
+    return runs
 
 
 @LEARNERS.register("drtp")

@@ -44,10 +44,10 @@ class _PCRule(Rule):
         model = PredictiveCoding(params, self.output)
         data = Data(batch.x, batch.y, self.nudge_of())
         eq = equilibrium(model, data, self.config)
-        grads = model.parameter_gradient(eq.state, data)
+        energy, grads = model.energy_and_parameter_gradient(eq.state, data)
         n = batch.x.shape[0]
         metrics = {
-            "energy": model.energy(eq.state, data) / n,
+            "energy": energy / n,
             "loss": mse_loss(params(batch.x), batch.y) / n,
             "inference_steps": eq.num_steps.astype(jnp.float32),
             "residual": eq.residual,

@@ -83,7 +83,7 @@ def _alignment_measures(ds):
     family="pal",
     statement="PAL aligns B with W^T from neuronal noise alone (W fixed): angle from ~90 deg to < 15 deg (mean over seeds and matrices; < 30 deg for every one), decreasing all along; no alignment with the noise off, unbounded |B| with alpha = 0",
     theory="theory/pal_alignment.md",
-    quick=dict(seeds=tuple(range(6)), t_end=5000.0, dt=0.1, t_pres=5.0, tau_xi=0.5, tau_hp=0.5, sigma=0.5, alpha=1.2e-3, eta_bw=0.7),
+    quick=dict(seeds=tuple(range(4)), t_end=5000.0, dt=0.1, t_pres=5.0, tau_xi=0.5, tau_hp=0.5, sigma=0.5, alpha=1.2e-3, eta_bw=0.7),
     full=dict(sizes=(5, 20, 10, 20, 5), seeds=tuple(range(16)), t_end=10_000.0, dt=0.01, t_pres=1.0),
 )
 def pal_alignment(

@@ -22,8 +22,19 @@ LIF neuron without synaptic filter and with detached reset (:math:`v^t = \alpha 
 :math:`\epsilon_{ji}^t = \alpha\epsilon_{ji}^{t-1} + p_i^t` and :math:`e_{ji}^t = \psi_j^t \epsilon_{ji}^t`
 (:math:`\psi` the surrogate derivative).
 
-Feedback ``B``: ``"symmetric"`` (:math:`B = W_\mathrm{out}^\top`, the paper's symmetric e-prop) or ``"random"``
-(fixed Gaussian, random e-prop). Hidden layers below the last one always receive a fixed random broadcast
+Feedback ``B``: ``"symmetric"`` (:math:`B = W_\mathrm{out}^\top`, the paper's symmetric e-prop), ``"random"``
+(fixed Gaussian, random e-prop) or ``"adaptive"`` (the paper's adaptive e-prop, Methods, after Kolen & Pollack
+1994): :math:`B` starts random and is a trained parameter (:class:`AdaptiveParams`) that receives the readout's own
+update, both with the weight decay :math:`\lambda` (``feedback_decay``),
+
+.. math::
+
+    \frac{\partial E}{\partial W^\mathrm{out}_{kj}} = \sum_t \delta_k^t \bar z_j^t + \lambda W^\mathrm{out}_{kj}, \qquad
+    \Delta_{B_{jk}} = \sum_t \delta_k^t \bar z_j^t + \lambda B_{jk}
+
+(descent sign), so under any optimiser that treats equal gradients equally, :math:`B - W_\mathrm{out}^\top` only
+feels the decay and shrinks (by :math:`1 - \eta\lambda` per SGD step) while both follow the same data term: no
+weight is copied from the forward path. Hidden layers below the last one always receive a fixed random broadcast
 :math:`B_l \delta^t`. The readout's gradient :math:`\sum_t \delta^t \bar z^{t\top}` is exact.
 What e-prop drops is the recurrent path :math:`\partial E/\partial z^t` through other neurons' future states, so
 without recurrent weights and with one hidden layer and symmetric feedback, e-prop *is* BPTT.
@@ -35,6 +46,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array
 
 from ...models.base import Data
 from ...rules.base import LEARNERS, Learner, Rule
@@ -52,7 +64,30 @@ from .recurrent import (
     target_from,
 )
 
-FEEDBACK = ("symmetric", "random")
+FEEDBACK = ("symmetric", "random", "adaptive")
+
+
+class AdaptiveParams(eqx.Module):
+    """The trained parameters of adaptive e-prop: the network and the feedback ``B`` of its last hidden layer,
+    stored like the readout, ``(K, n_L)`` (so ``B = W_out`` here is the paper's :math:`B = W_\\mathrm{out}^\\top`)."""
+
+    net: SpikingNet
+    feedback: Array
+
+
+def adaptive_feedback_grads(net: SpikingNet, feedback, grads: SpikingNet, decay: float) -> AdaptiveParams:
+    """Adaptive e-prop's update (module docstring): the readout's data gradient plus :math:`\\lambda W_\\mathrm{out}`,
+    and the same data gradient plus :math:`\\lambda B` for the feedback."""
+    g_out = grads.weights[-1]
+    ws = grads.weights[:-1] + (g_out + decay * net.weights[-1],)
+    return AdaptiveParams(SpikingNet(ws, grads.biases, grads.recurrent), g_out + decay * feedback)
+
+
+def feedback_angle(params: AdaptiveParams) -> Array:
+    """The angle (degrees) between the learned feedback :math:`B` and :math:`W_\\mathrm{out}^\\top`, as vectors."""
+    b, w = jnp.ravel(params.feedback), jnp.ravel(params.net.weights[-1])
+    cos = jnp.dot(b, w) / (jnp.linalg.norm(b) * jnp.linalg.norm(w))
+    return jnp.degrees(jnp.arccos(jnp.clip(cos, -1.0, 1.0)))
 
 
 def state_components(neuron) -> tuple[str, ...]:
@@ -160,40 +195,65 @@ def eprop_gradient(net: SpikingNet, cfg: SNNConfig, x, y, key, feedback, weights
 
 
 class EProp(Rule):
-    """e-prop on :class:`SpikingNet` (module docstring); ``feedback`` in :data:`FEEDBACK`."""
+    """e-prop on :class:`SpikingNet` (module docstring); ``feedback`` in :data:`FEEDBACK`; ``feedback_decay`` the
+    weight decay :math:`\\lambda` of the readout and of ``B`` (adaptive feedback only)."""
 
     cfg: SNNConfig
     feedback: str = eqx.field(static=True, default="symmetric")
+    feedback_decay: float = eqx.field(static=True, default=0.0)
 
-    def init(self, key, params: SpikingNet):
+    def init(self, key, params):
         """Fixed random feedback ``(K, n_l)``, N(0, 1/K), for every hidden layer (the last one's unused when
-        symmetric)."""
+        symmetric or adaptive: those take ``W_out`` or the trained ``B`` of :class:`AdaptiveParams`)."""
+        params = params.net if isinstance(params, AdaptiveParams) else params
         K = params.sizes[-1]
         keys = jax.random.split(key, len(params.sizes) - 2)
         return tuple(jax.random.normal(k, (K, n), params.weights[0].dtype) / jnp.sqrt(K) for k, n in zip(keys, params.sizes[1:-1]))
 
-    def update(self, params: SpikingNet, rule_state, batch: Data, key):
-        fb = list(rule_state)
+    def update(self, params, rule_state, batch: Data, key):
+        fb, net = list(rule_state), params
         if self.feedback == "symmetric":
             fb[-1] = None
-        grads, loss, rates = eprop_gradient(params, self.cfg, batch.x, batch.y, key, tuple(fb))
-        return grads, rule_state, {"loss": loss / batch.x.shape[-2], **rate_metrics(rates)}
+        elif self.feedback == "adaptive":
+            net, fb[-1] = params.net, params.feedback
+        grads, loss, rates = eprop_gradient(net, self.cfg, batch.x, batch.y, key, tuple(fb))
+        metrics = {"loss": loss / batch.x.shape[-2], **rate_metrics(rates)}
+        if self.feedback == "adaptive":
+            grads = adaptive_feedback_grads(net, params.feedback, grads, self.feedback_decay)
+            metrics["feedback_angle"] = feedback_angle(params)
+        return grads, rule_state, metrics
 
 
 @LEARNERS.register("snn/eprop")
-def eprop_learner(*, feedback: str = "symmetric", recurrent: bool = True, **options) -> Learner:
+def eprop_learner(*, feedback: str = "symmetric", recurrent: bool = True, feedback_decay: float = 1e-2, **options) -> Learner:
     """e-prop (Bellec et al. 2020) on a recurrent LIF/ALIF network with coded input (options of
-    :func:`dynlearn.models.spiking.bptt.spiking_parts`)."""
+    :func:`dynlearn.models.spiking.bptt.spiking_parts`); ``feedback`` in :data:`FEEDBACK`, ``feedback_decay`` the
+    weight decay of the readout and of ``B`` with adaptive feedback (ignored otherwise)."""
     from .bptt import spiking_parts
 
     if feedback not in FEEDBACK:
         raise ValueError(f"feedback must be one of {FEEDBACK}, got {feedback!r}")
+    if isinstance(feedback_decay, bool) or not (isinstance(feedback_decay, (int, float)) and feedback_decay >= 0):
+        raise ValueError(f"feedback_decay must be a number >= 0, got {feedback_decay!r}")
     cfg, init, predict, defaults = spiking_parts(recurrent=recurrent, **options)
+    adaptive = feedback == "adaptive"
+    decay = float(feedback_decay) if adaptive else 0.0
+
+    def init_fn(key, network):
+        net = init(key, network)
+        if not adaptive:
+            return net
+        K, n = net.weights[-1].shape
+        return AdaptiveParams(net, jax.random.normal(jax.random.fold_in(key, 1), (K, n), net.weights[0].dtype) / jnp.sqrt(K))
+
+    def predict_fn(params, x):
+        return predict(params.net if adaptive else params, x)
+
     return Learner(
         name="snn/eprop",
-        rule=EProp(cfg, feedback),
-        init=init,
-        predict=predict,
+        rule=EProp(cfg, feedback, decay),
+        init=init_fn,
+        predict=predict_fn,
         description="e-prop: eligibility traces of each neuron's own state times a broadcast learning signal, forward in time (Bellec et al. 2020)",
-        defaults={**defaults, "feedback": feedback, "recurrent": recurrent},
+        defaults={**defaults, "feedback": feedback, "recurrent": recurrent, **({"feedback_decay": decay} if adaptive else {})},
     )
