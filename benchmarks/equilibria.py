@@ -24,7 +24,6 @@ os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 METHODS = ("lbfgs", "bfgs", "nonlinear_cg")
 

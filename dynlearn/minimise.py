@@ -40,7 +40,15 @@ import jax.numpy as jnp
 import optimistix as optx
 
 from .config import METHODS  # noqa: F401  (re-exported: the choices of RelaxConfig.method)
-from .dynamics import CONVERGED, DIVERGED, MAX_STEPS, NOT_STEADY, Equilibrium, all_finite, max_norm
+from .dynamics import (
+    CONVERGED,
+    DIVERGED,
+    MAX_STEPS,
+    NOT_STEADY,
+    Equilibrium,
+    all_finite,
+    max_norm,
+)
 from .errors import ConfigError
 
 MINIMISERS = ("bfgs", "lbfgs", "nonlinear_cg")
@@ -74,7 +82,7 @@ class StopOnGradient(optx.AbstractMinimiser):
 
 def minimiser(method: str, tol: float, atol: float) -> optx.AbstractMinimiser:
     """The optimistix minimiser of ``method`` stopping at gradient max-norm ``tol`` (or steps below ``atol``)."""
-    kw = dict(rtol=0.0, atol=atol, norm=optx.max_norm)
+    kw = {"rtol": 0.0, "atol": atol, "norm": optx.max_norm}
     inner = {"bfgs": optx.BFGS, "lbfgs": optx.LBFGS, "nonlinear_cg": optx.NonlinearCG}[method](**kw)
     return StopOnGradient(inner, tol)
 
@@ -102,7 +110,7 @@ def _solve(model, data, state0, method: str, tol: float, atol: float, max_steps:
         solver = optx.Newton(rtol=0.0, atol=atol, norm=optx.max_norm)
 
         def solve(s, d):
-            fn = lambda s, d: model.vector_field(0.0, s, d)  # noqa: E731
+            fn = lambda s, d: model.vector_field(0.0, s, d)
             return optx.root_find(fn, solver, s, d, max_steps=max_steps, throw=False)
     else:
         solver = minimiser(method, tol, atol)

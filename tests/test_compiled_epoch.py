@@ -77,5 +77,5 @@ def test_a_network_with_max_pooling_trains_in_the_compiled_epoch():
     labels = np.arange(32) % 10
     data = Dataset("tiny images", x, one_hot(labels, 10), x, one_hot(labels, 10), labels, labels)
     net = lenet5(key=jax.random.key(0), in_shape=(1, 16, 16), pool="max")
-    params, hist = train(get_learner("bp"), data, network=net, epochs=1, batch_size=32, progress=False)
+    _, hist = train(get_learner("bp"), data, network=net, epochs=1, batch_size=32, progress=False)
     assert np.isfinite(float(hist.test_accuracy[-1])) and np.isfinite(float(hist.train_loss[-1]))
