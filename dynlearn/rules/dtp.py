@@ -38,6 +38,7 @@ from ..models.base import Data
 from ..networks import Network, linear_layer, matvec
 from .base import LEARNERS, Learner, Rule
 from .feedback.network import (
+    FeedbackNetwork,
     random_feedback,
     stop_gradient,
     weight_arrays,
@@ -45,22 +46,10 @@ from .feedback.network import (
 )
 
 
-class TargetPropagationNetwork(eqx.Module):
-    """The trained PyTree of ``dtp``/``fwdtp``: the forward ``network`` and the feedback layers.
-
-    ``feedback[k]`` is :math:`g_l` for forward layer ``l = k + 2``: an :class:`equinox.nn.Linear` from ``n_l`` to
-    ``n_{l-1}`` units holding :math:`V_l` and :math:`c_l`; :math:`g_l(h) = \\varphi(V_l h + c_l)`.
-    """
-
-    network: Network
-    feedback: tuple
-
-    def __call__(self, x: Array) -> Array:
-        return self.network(x)
-
-    @property
-    def sizes(self) -> tuple[int, ...]:
-        return self.network.sizes
+#: the trained PyTree of ``dtp``/``fwdtp`` is the feedback family's: the forward ``network`` and the feedback layers,
+#: ``feedback[k]`` being :math:`g_l` for forward layer ``l = k + 2`` (an :class:`equinox.nn.Linear` from ``n_l`` to
+#: ``n_{l-1}`` units holding :math:`V_l` and :math:`c_l`; :math:`g_l(h) = \varphi(V_l h + c_l)`)
+TargetPropagationNetwork = FeedbackNetwork
 
 
 def layer_map(network: Network, l: int, h_prev: Array) -> Array:
