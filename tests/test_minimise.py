@@ -105,3 +105,14 @@ def test_a_pc_learner_trains_with_a_minimiser_as_with_the_flow():
     # both stop within 1e-2 of the same equilibrium: the learning curves agree to a few test images
     assert np.all(np.isfinite(curves["bfgs"])) and np.max(np.abs(curves["bfgs"] - curves["flow"])) <= 0.03
     assert curves["bfgs"][-1] > curves["bfgs"][0]
+
+
+def test_a_solve_that_stalls_above_tol_is_not_steady(pc):
+    """Below the gradient a line search can certify, the solve stops on round-off steps at the same residual r*
+    whatever tol is; with tol = r*/3 the status must say not steady (not converged within some slack)."""
+    model, data, _ = pc
+    stalled = equilibrium(model, data, RelaxConfig(method="lbfgs", tol=1e-15, max_steps=2000, throw=False))
+    r = float(stalled.residual)
+    assert r > 1e-15 and int(stalled.num_steps) < 2000 and not bool(stalled.converged)
+    again = equilibrium(model, data, RelaxConfig(method="lbfgs", tol=r / 3, max_steps=2000, throw=False))
+    assert float(again.residual) == pytest.approx(r, rel=1e-6) and not bool(again.converged)
