@@ -117,8 +117,8 @@ def test_simulate_times(t1, dt0):
 def test_relax_and_equilibrium_inputs(which, n):
     net = dl.init_network((4, 3, 2), key=jax.random.key(0))
     x = {"nan": jnp.full((n, 4), nan), "inf": jnp.full((n, 4), inf), "empty": jnp.zeros((0, 4)), "shape": jnp.zeros((n, 5))}.get(which, jnp.zeros((n, 4)))
-    data = dl.Data(x, jnp.zeros((x.shape[0], 2)), 0.1)
-    with pytest.raises(Exception) as e:
+    with pytest.raises(Exception) as e:  # an empty batch is refused when the Data is made
+        data = dl.Data(x, jnp.zeros((x.shape[0], 2)), 0.1)
         dl.equilibrium(PredictiveCoding(net, "nudged"), data, "fast" if which == "config" else dl.TRAINING)
     _clear(e, "NaN or inf", "empty", "features", "config")
     if which in ("nan", "inf", "empty"):
@@ -250,3 +250,80 @@ def test_cli_runtime_error_is_exit_1_and_debug_reraises(tmp_path, monkeypatch):
     r = runner.invoke(app, ["--debug", "train", "--rule", "bp", "--out", str(tmp_path), "--no-progress"])
     assert isinstance(r.exception, dl.NotConvergedError)
     runner.invoke(app, ["list"])  # the flag does not stick
+
+
+# ----------------------------------------------------------------------------- rules and checks' configurations
+
+@pytest.mark.parametrize("name", ["bp", "fa", "pc", "kp", "drtp"])
+def test_empty_batch_to_a_rule_is_a_shape_error(name):
+    learner = get_learner(name)
+    params = learner.init(jax.random.key(0), dl.init_network((4, 3, 2), key=jax.random.key(1)))
+    state = learner.rule.init(jax.random.key(2), params)
+    with pytest.raises(dl.ShapeError, match="empty"):
+        learner.rule.update(params, state, dl.Data(jnp.zeros((0, 4)), jnp.zeros((0, 2))), jax.random.key(3))
+
+
+def _check_options():
+    """``(check, option, default)`` for every option of every registered check that has a typed default."""
+    import inspect
+
+    from dynlearn.theorems import checks
+
+    out = []
+    for name, check in checks().items():
+        for key, p in inspect.signature(check.fn).parameters.items():
+            d = p.default
+            if d is not p.empty and d is not None and (isinstance(d, (bool, int, float, str, tuple)) or callable(d)):
+                out.append((name, key, d))
+    return out
+
+
+CHECK_OPTIONS = _check_options()
+
+
+def _bad_value(default, data):
+    """A value that no option with this default accepts."""
+    if isinstance(default, bool):
+        return data.draw(st.one_of(st.integers(2, 5), st.text(max_size=3), st.floats()))
+    if isinstance(default, int):
+        return data.draw(st.one_of(st.integers(max_value=-1), st.floats(allow_nan=True), st.booleans(), st.text(max_size=3)))
+    if isinstance(default, float):
+        return data.draw(st.one_of(st.sampled_from([nan, inf, -inf]), st.booleans(), st.text(max_size=3), st.lists(st.floats(), max_size=2)))
+    if isinstance(default, str):
+        return data.draw(st.one_of(st.integers(), st.floats(), st.booleans()))
+    if isinstance(default, tuple):
+        return data.draw(st.one_of(st.just(()), st.integers(), st.text(min_size=1, max_size=3), st.floats()))
+    return data.draw(st.one_of(st.integers(), st.floats(), st.text(max_size=3)))
+
+
+@FAST
+@given(data=st.data())
+def test_every_check_refuses_a_bad_option_before_any_work(data):
+    """Any check, any typed option, a value of the wrong kind or range: a ConfigError naming the option, at once."""
+    from dynlearn.theorems import run_check
+
+    name, key, default = data.draw(st.sampled_from(CHECK_OPTIONS))
+    bad = _bad_value(default, data)
+    with pytest.raises(Exception) as e:
+        run_check(name, cache=False, **{key: bad})
+    _clear(e, key)
+
+
+@pytest.mark.parametrize("bad", [{"seed": -1}, {"no_such_option": 1}, {"sizes": (4, 0, 3)}, {"seeds": ()}])
+def test_check_configs_named_in_the_error(bad):
+    from dynlearn.theorems import run_check
+
+    with pytest.raises(dl.ConfigError, match=next(iter(bad))):
+        run_check("pc_bp_limit", cache=False, **bad)
+    with pytest.raises(dl.ConfigError, match="quick"):
+        run_check("pc_bp_limit", quick="yes")
+
+
+def test_every_registered_quick_and_full_config_is_valid():
+    """The ranges are not stricter than the checks themselves: every registered configuration passes them."""
+    from dynlearn.theorems import checks
+    from dynlearn.theorems.overrides import validate_overrides
+
+    for name, check in checks().items():
+        for config in (check.quick, check.full):
+            validate_overrides(name, check.fn, config)

@@ -59,3 +59,89 @@ def test_site_builds_strictly_with_pages_images_and_api(built_site):
         assert f"<code>{name}</code>" in models, f"learner {name} missing from the generated table"
     api = (site / "site" / "api" / "index.html").read_text(encoding="utf-8")
     assert "decoupled_decay" in api and "make_figure" in api, "the API reference lacks documented functions"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian Chromium driven through its chromedriver (no browser download); skipped where either is missing."""
+    import shutil
+
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium (test extra) is not installed")
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver_path):
+        pytest.skip("Debian's chromium and chromium-driver are not installed (scripts/setup.sh installs them as root)")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    # every host but the local server fails at once: a machine without internet would otherwise wait on DNS (5 s a page)
+    offline = "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900", offline):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def _serve(folder: Path):
+    """A static HTTP server for ``folder`` on a free local port, in a daemon thread (file:// would block fetches)."""
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+#: what each page must show once loaded: its article text, every image decoded, and nothing logged as an error
+_PAGE_STATE = """
+const imgs = Array.from(document.images);
+return {ready: document.readyState, text: (document.querySelector('article') || document.body).innerText.length,
+        images: imgs.length, broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)};
+"""
+
+
+#: the one third-party resource the site loads (the maths renderer); the test browser resolves no outside host, so it
+#: cannot load, which says nothing about the site: only that failure is not counted as a console error
+_CDN = "https://cdn.jsdelivr.net/npm/mathjax@3/"
+
+
+def _offline_cdn(message: str) -> bool:
+    return message.startswith(_CDN) and "net::ERR_" in message
+
+
+def test_every_page_renders_in_chromium_with_its_images_and_a_clean_console(built_site, browser):
+    pages = sorted(p.parent.relative_to(built_site).as_posix() for p in built_site.rglob("index.html"))
+    pages = [p for p in pages if not p.startswith(("assets", "search"))]
+    assert len(pages) >= 40, pages
+    server = _serve(built_site)
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/"
+        images = 0
+        for page in pages:
+            browser.get(base + ("" if page == "." else page + "/"))
+            state = browser.execute_script(_PAGE_STATE)
+            errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE" and not _offline_cdn(e["message"])]
+            assert state["ready"] == "complete" and state["text"] > 200, f"{page}: the page did not render ({state})"
+            assert not state["broken"], f"{page}: images that did not load: {state['broken']}"
+            assert not errors, f"{page}: console errors: {errors}"
+            images += state["images"]
+        assert images >= 30, f"only {images} images on {len(pages)} pages"
+        # the must-fail twin: a page with a missing image and a script error is caught on both counts
+        twin = built_site / "broken-twin"
+        twin.mkdir()
+        (twin / "index.html").write_text("<html><body><article>" + "x" * 300 + '<img src="missing.png"></article>'
+                                         "<script>no_such_function()</script></body></html>")
+        browser.get(base + "broken-twin/")
+        state = browser.execute_script(_PAGE_STATE)
+        errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE" and not _offline_cdn(e["message"])]
+        assert state["broken"] and any("no_such_function" in e for e in errors), (state, errors)
+    finally:
+        server.shutdown()

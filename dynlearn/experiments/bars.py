@@ -140,7 +140,7 @@ def bars_experiment(
     accuracy of the learned weights (output of the relaxed circuit), plus the MSE of the averaged output to the targets.
     """
     ratios = np.asarray(ratios if ratios is not None else ((0.5, 1.0, 2.0, 10.0) if quick else (0.2, 0.5, 1.0, 2.0, 5.0, 20.0, 50.0, 100.0)), float)
-    epochs = epochs or (40 if quick else 300)
+    epochs = epochs or (24 if quick else 300)
     n_seeds = n_seeds or (2 if quick else 4)
     steps_per_pattern = steps_per_pattern or (25 if quick else 250)
     x_np, labels, targets = bars_dataset()

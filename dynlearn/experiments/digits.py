@@ -19,7 +19,7 @@ def digits_experiment(*, quick: bool = True, seed: int = 0, epochs: int | None =
     from ..rules import get_learner
 
     data = load_digits(seed=seed)
-    epochs = epochs or (3 if quick else 40)
+    epochs = epochs or (2 if quick else 40)
     lrs = {**DIGITS_LR, **(lrs or {})}
     hidden = (64,)
     runs = {}

@@ -129,7 +129,7 @@ def teacher_student_experiment(
     weights at each snapshot.
     """
     n_seeds = n_seeds or (2 if quick else 5)
-    n_patterns = n_patterns or (400 if quick else 20_000)
+    n_patterns = n_patterns or (250 if quick else 20_000)
     n_snap = n_snap or (6 if quick else 21)
     learners = tuple(learners or (("microcircuit_fa", "microcircuit_wt", "shallow") if quick else tuple(TS_LEARNERS)))
     phi = get_activation("sacramento_softplus")

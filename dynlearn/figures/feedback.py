@@ -88,7 +88,7 @@ def fig_weight_mirror(quick: bool = True, seed: int = 0):
 
 
 #: the quick digits setting of :func:`fig_feedback_accuracy` (small enough for the main job; the title states the gap)
-DIGITS_QUICK = dict(hidden=(64, 64), epochs=15, lr=3e-3, loss="ce", kp_decay=1.0, seeds=(0, 1))
+DIGITS_QUICK = dict(hidden=(64, 64), epochs=10, lr=3e-3, loss="ce", kp_decay=1.0, seeds=(0, 1))
 DIGITS_FULL = dict(hidden=(64, 64), epochs=60, lr=1e-3, loss="ce", kp_decay=1.0, seeds=(0, 1, 2, 3, 4))
 FASHION_FULL = dict(hidden=(128, 128), epochs=10, lr=1e-3, loss="ce", kp_decay=0.3, seeds=(0,))
 

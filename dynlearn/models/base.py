@@ -49,6 +49,15 @@ class Data(eqx.Module):
     nudge: Array = eqx.field(converter=_as_array, default=0.0)
     stream: Any = None
 
+    def __check_init__(self):
+        # shapes are static, so this holds under jit and vmap too: an empty batch would give a NaN mean further down
+        for field in ("x", "y"):
+            shape = getattr(getattr(self, field), "shape", None)
+            if shape is not None and 0 in tuple(shape):
+                from ..errors import ShapeError
+
+                raise ShapeError(f"Data: {field} has shape {tuple(shape)}, an empty axis (an empty batch?); give at least one sample")
+
     def inputs(self, t=0.0) -> Array:
         """The input at time ``t``: ``stream.input(t)`` when there is a stream, else ``x``."""
         return self.x if self.stream is None else self.stream.input(t)

@@ -18,6 +18,15 @@ the weight update at equilibrium is :func:`pc_update`, in descent sign:
 :math:`\partial E/\partial W_l = -\varepsilon_l\,\varphi(x_{l-1})^\top` (the paper's local Hebbian rule
 :math:`\Delta W_l = \varepsilon_l\varphi(x_{l-1})^\top` is its negative).
 
+**Two parametrisations** (``form``). ``"pre"`` (default; Whittington & Bogacz 2017) holds pre-activations
+:math:`x_l` and predicts :math:`x_l \approx f_l(\varphi(x_{l-1}))`. ``"post"`` holds rates
+:math:`h_l` and predicts :math:`h_l \approx \varphi(f_l(h_{l-1}))` for hidden layers (the output is linear,
+:math:`h_L \approx f_L(h_{L-1})`): the form of Rosenbaum (2022, PLoS ONE 17:e0266102) and Song et al. (2024,
+Nat. Neurosci. 27:348), and the one the PC libraries in JAX use. Both have the feedforward pass as the zero-energy
+free equilibrium and both tend to backprop for a weak nudge; away from that limit (a clamped output, a fixed
+budget of inference steps) their updates differ: the error of "post" is gated by :math:`\varphi'` at the
+*predicting* layer, :math:`\partial E/\partial W_l = -(\varphi'(a_l) \odot \varepsilon_l)\, h_{l-1}^\top`.
+
 :class:`FixedPredictionPC` is the fixed-prediction variant of Millidge et al. (2022): predictions and
 their Jacobians are frozen at the feedforward pass, and the equilibrium errors equal backprop's deltas.
 """
@@ -39,6 +48,8 @@ from .base import Data, DynamicalModel, EnergyModel, equilibrium
 
 OutputMode = Literal["clamped", "free", "nudged"]
 OUTPUT_MODES = ("clamped", "free", "nudged")
+#: the state parametrisations of :class:`PredictiveCoding` (see the module docstring)
+FORMS = ("pre", "post")
 
 
 def output_target(output: str, data: Data) -> Array | None:
@@ -54,19 +65,23 @@ class PredictiveCoding(EnergyModel):
 
     The state is the tuple of free layers: ``(x_1, ..., x_{L-1})`` when the output is clamped,
     ``(x_1, ..., x_L)`` otherwise; each ``x_l`` is ``(batch, *shape_l)`` (or ``shape_l``), ``shape_l`` from
-    ``network.shapes``.
+    ``network.shapes``. ``form="pre"`` holds pre-activations, ``"post"`` the hidden layers' rates (module docstring).
     """
 
     network: Network
     output: OutputMode = eqx.field(static=True, default="clamped")
+    form: str = eqx.field(static=True, default="pre")
 
     def __check_init__(self):
         if self.output not in OUTPUT_MODES:
             raise ValueError(f"output must be 'clamped', 'free' or 'nudged', got {self.output!r}")
+        if self.form not in FORMS:
+            raise ValueError(f"form must be 'pre' (pre-activations) or 'post' (rates), got {self.form!r}")
 
     @property
     def name(self) -> str:
-        return f"PredictiveCoding(output={self.output!r}, sizes={self.network.sizes})"
+        form = "" if self.form == "pre" else ", form='post'"
+        return f"PredictiveCoding(output={self.output!r}{form}, sizes={self.network.sizes})"
 
     def _target(self, data: Data) -> Array | None:
         return output_target(self.output, data)
@@ -83,10 +98,19 @@ class PredictiveCoding(EnergyModel):
             out.append(y)
         return out
 
+    def predictions(self, xs: list[Array]) -> list[Array]:
+        """What each layer ``1..L`` is predicted to be from the one below: :math:`f_l(\\varphi(x_{l-1}))` (``"pre"``)
+        or :math:`\\varphi(f_l(h_{l-1}))`, linear at the output (``"post"``)."""
+        net, L = self.network, self.network.depth
+        if self.form == "pre":
+            return [net.predict_layer(l, xs[l - 1]) for l in range(1, L + 1)]
+        out = [net.apply(l, xs[l - 1]) for l in range(1, L + 1)]
+        return [net.phi(a) for a in out[:-1]] + [out[-1]]
+
     def errors(self, state, data: Data) -> list[Array]:
-        """Prediction errors ``[ε_1, ..., ε_L]``, :math:`\\varepsilon_l = x_l - f_l(\\varphi_{l-1}(x_{l-1}))`."""
+        """Prediction errors ``[ε_1, ..., ε_L]``, :math:`\\varepsilon_l = x_l - \\hat x_l` (:meth:`predictions`)."""
         xs = self.layers(state, data)
-        return [xs[l] - self.network.predict_layer(l, xs[l - 1]) for l in range(1, self.network.depth + 1)]
+        return [x - p for x, p in zip(xs[1:], self.predictions(xs))]
 
     def energy(self, state, data: Data):
         """:math:`\\sum_l \\tfrac12\\|\\varepsilon_l\\|^2` (+ γ ½‖x_L − y‖² for ``output="nudged"``, γ = ``data.nudge``)."""
@@ -98,6 +122,8 @@ class PredictiveCoding(EnergyModel):
     def init_state(self, data: Data) -> tuple[Array, ...]:
         """The feedforward pass (every error zero), restricted to the free layers."""
         xs = self.network.forward(data.inputs())[1:]
+        if self.form == "post":
+            xs = [self.network.phi(a) for a in xs[:-1]] + [xs[-1]]
         return tuple(xs[:-1]) if self.output == "clamped" else tuple(xs)
 
 

@@ -18,9 +18,10 @@ from typing import Any
 
 import xarray as xr
 
-from ..errors import DynlearnError
+from ..errors import ConfigError, DynlearnError
 from ..registry import Registry
 from .criteria import is_reported
+from .overrides import validate_overrides
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +99,7 @@ class Check:
 
 
 #: every theorem check by name, in registration order (families in :data:`dynlearn.registry.FAMILY_ORDER`)
-CHECKS: Registry[Check] = Registry("check", ("dynlearn.theorems",), skip=("registry", "criteria", "pages"))
+CHECKS: Registry[Check] = Registry("check", ("dynlearn.theorems",), skip=("registry", "criteria", "pages", "overrides"))
 
 
 def register_check(
@@ -139,7 +140,9 @@ def run_check(name: str, *, quick: bool = True, cache: bool = True, **overrides)
     """Run one check in float64 with its quick (default) or full configuration plus ``overrides``.
 
     Results are remembered for the life of the process (``cache=False`` recomputes), so a figure made
-    after ``dynlearn check`` in the same run does not repeat the computation.
+    after ``dynlearn check`` in the same run does not repeat the computation. The configuration is validated first
+    (:func:`dynlearn.theorems.overrides.validate_overrides`): an option the check does not take or a value outside
+    its range raises :class:`dynlearn.ConfigError` naming it, before any work.
     """
     import jax
 
@@ -152,7 +155,10 @@ def run_check(name: str, *, quick: bool = True, cache: bool = True, **overrides)
         return _MEMO[memo_key]
 
     check = get_check(name)
+    if not isinstance(quick, bool):
+        raise ConfigError(f"run_check: quick must be True or False, got {quick!r}")
     config = {**(check.quick if quick else check.full), **overrides}
+    validate_overrides(name, check.fn, config)
     start = time.perf_counter()
     with jax.enable_x64(True):  # scoped: the caller's setting is restored afterwards
         ds, verdict = check.fn(**config)
