@@ -31,6 +31,7 @@ def _train_one(learner, dataset, sizes, cli: dict, folder: Path, resume: bool, p
     _, hist = run_train(
         learner, dataset, hidden=sizes, epochs=cli["epochs"], batch_size=cli["batch_size"], lr=cli["lr"], optimizer=cli["optimizer"], seed=cli["seed"],
         progress=progress, checkpoint_dir=folder, resume=resume, checkpoint_every=cli["checkpoint_every"], metadata={"cli": cli},
+        weight_decay=cli.get("weight_decay", 0.0),
     )
     metric = "test_accuracy" if "test_accuracy" in hist else "test_mse"
     sec = float(hist.seconds[1:].mean()) if hist.sizes["epoch"] > 1 else float(hist.seconds[0])

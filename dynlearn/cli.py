@@ -153,6 +153,7 @@ def train(
     batch_size: Annotated[int, typer.Option(min=1, help="samples per update")] = 64,
     lr: Annotated[Optional[float], typer.Option(help="learning rate, finite and > 0 (default: the learner's own, see `dynlearn list`)")] = None,
     optimizer: Annotated[str, typer.Option(help="adam, adamw, sgd, momentum or rmsprop (in Python, train() takes any optax optimiser)")] = "adam",
+    weight_decay: Annotated[float, typer.Option(min=0.0, help="decoupled weight decay λ on the weight arrays, applied outside the optimiser's adaptive step (-lr·λ·W per step, AdamW-style; the backprop reference trains without it). Kolen-Pollack as in the paper: --rule kp --set decay=0 --weight-decay 1")] = 0.0,
     seed: Annotated[int, typer.Option(min=0, max=2**31 - 1, help="seed for initialisation and batch order")] = 0,
     compare_bp: Annotated[bool, typer.Option(help="also train backprop on the same network and data (in OUT/NAME-bp), and report both")] = True,
     out: Annotated[Path, typer.Option(help="folder of the run folders")] = Path("runs"),
@@ -171,6 +172,7 @@ def train(
       dynlearn train --rule fa --data fashion_mnist
       dynlearn train --resume runs/ep-sym --epochs 40
       dynlearn train --model pc --set activation=relu --set nudge=0.05
+      dynlearn train --rule kp --set decay=0 --weight-decay 1     # KP's decay outside Adam
     Each run gets its own folder OUT/NAME with config.json and an atomic checkpoint after every epoch
     (params, optimiser and rule state, position, history.nc); --resume continues it bit-identically.
     """
@@ -186,6 +188,7 @@ def train(
         opts = _resumed_options(resume, epochs)
         model, rule, data, hidden, batch_size = opts["model"], opts["rule"], opts["data"], opts["hidden"], opts["batch_size"]
         lr, optimizer, seed, checkpoint_every, epochs, compare_bp = opts["lr"], opts["optimizer"], opts["seed"], opts["checkpoint_every"], opts["epochs"], False
+        weight_decay = opts.get("weight_decay", 0.0)
         if options:
             _fail("--set cannot change a resumed run: its options come from its config.json")
         options = opts.get("options", {})
@@ -205,10 +208,12 @@ def train(
     shared = {k: learner.defaults[k] for k in ("activation", "loss") if k in learner.defaults}
     reference = get_learner("bp", **shared)
     cli = {"model": model, "rule": rule, "data": data, "hidden": hidden, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-           "optimizer": optimizer, "seed": seed, "checkpoint_every": checkpoint_every, "options": options}
+           "optimizer": optimizer, "seed": seed, "checkpoint_every": checkpoint_every, "options": options,
+           **({"weight_decay": weight_decay} if weight_decay else {})}
     folder = resume if resume is not None else out / (name or _default_name(learner, cli))
     runs = [(learner, folder)] + ([(reference, folder.with_name(folder.name + "-bp"))] if compare_bp and learner.name != "bp" else [])
-    rows = [_train_one(lrn, dataset, sizes, dict(cli, model=lrn.name, rule=None, options={}) if lrn is reference else cli, f, resume is not None, progress)
+    plain = {k: v for k, v in cli.items() if k != "weight_decay"}
+    rows = [_train_one(lrn, dataset, sizes, dict(plain, model=lrn.name, rule=None, options={}) if lrn is reference else cli, f, resume is not None, progress)
             for lrn, f in runs]
     _train_table(data, dataset, sizes, epochs, rows)
 

@@ -52,6 +52,20 @@ def make_optimizer(optimizer: str | optax.GradientTransformation, lr: float | No
     return OPTIMIZERS[optimizer](lr)
 
 
+def _weight_mask(params):
+    from .rules.feedback.kp import weight_mask
+
+    return weight_mask(params)
+
+
+def with_weight_decay(optimizer: optax.GradientTransformation, lr: float, decay: float) -> optax.GradientTransformation:
+    r"""``optimizer`` followed by the decoupled weight decay :math:`-\eta\lambda W` on every weight array (arrays
+    under a ``weight`` attribute: forward and feedback matrices; not biases), applied outside the adaptive step
+    (Loshchilov & Hutter 2019), so that Adam does not rescale it: Kolen–Pollack's decay acts as in the paper, and
+    :math:`\|W - B\|` shrinks by :math:`1 - \eta\lambda` per step. With Adam it is optax's AdamW."""
+    return optax.chain(optimizer, optax.add_decayed_weights(-lr * decay, mask=_weight_mask))
+
+
 def evaluate(learner: Learner, params, x: np.ndarray, y: np.ndarray, *, batch_size: int = 512) -> dict[str, float]:
     """Accuracy (one-hot targets) and mean squared error of ``learner.predict`` on ``(x, y)``; a relaxation of the
     prediction that fails raises :class:`dynlearn.NotConvergedError` / :class:`dynlearn.DivergedError`."""
@@ -116,10 +130,10 @@ def make_step(learner: Learner, optimizer: optax.GradientTransformation):
 _STEP_CACHE: dict[Any, tuple[Any, Any]] = {}
 
 
-def cached_epoch(learner: Learner, optimizer, lr, opt: optax.GradientTransformation):
+def cached_epoch(learner: Learner, optimizer, lr, opt: optax.GradientTransformation, weight_decay: float = 0.0):
     """:func:`dynlearn.compiled_epoch.make_epoch`, reused across runs with an equal rule and the same optimiser (name
     and rate, or the same optax object), so that training several seeds or data fractions compiles once per shape."""
-    key = (learner.rule, optimizer, lr) if isinstance(optimizer, str) else (learner.rule, id(optimizer))
+    key = (learner.rule, optimizer, lr, weight_decay) if isinstance(optimizer, str) else (learner.rule, id(optimizer), weight_decay)
     try:
         hash(key)
     except TypeError:  # a rule holding arrays: no reuse
@@ -317,13 +331,15 @@ def train(
     checkpoint_every: int | None = None,
     params=None,
     metadata: dict | None = None,
+    weight_decay: float = 0.0,
 ) -> tuple[Any, xr.Dataset]:
     """Train ``learner`` on ``data`` and return ``(params, history)``.
 
     The parameters are ``params`` if given, else built around ``network`` (any :class:`dynlearn.Network`, e.g.
     :func:`dynlearn.networks.lenet5`) or an MLP ``(n_features, *hidden, n_outputs)`` (``hidden`` default ``(128, 128)``;
     with ``params``/``network`` leave it out, a conflicting ``hidden`` is an error). ``optimizer`` is any optax
-    optimiser, or a name of :data:`OPTIMIZERS` used at rate ``lr``. ``history`` is an :class:`xarray.Dataset` over
+    optimiser, or a name of :data:`OPTIMIZERS` used at rate ``lr``; ``weight_decay`` λ > 0 adds the decoupled decay
+    :math:`-\eta\lambda W` on the weight arrays after it (:func:`with_weight_decay`; needs ``lr``). ``history`` is an :class:`xarray.Dataset` over
     ``epoch`` (train metrics, test and final train accuracy/MSE, seconds per epoch) whose ``config`` attribute holds
     the run's configuration as JSON. Every argument is checked before any work (:class:`dynlearn.ConfigError`).
 
@@ -342,16 +358,24 @@ def train(
     sizes = _validate(learner, data, hidden=hidden, network=network, params=params, epochs=epochs, batch_size=batch_size,
                       seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every)
     opt = make_optimizer(optimizer, lr)
+    validation.number("weight_decay", weight_decay, low=0.0)
+    if weight_decay > 0:
+        if lr is None:
+            raise ConfigError("weight_decay needs the learning rate lr (the decay per step is lr * weight_decay)")
+        opt = with_weight_decay(opt, lr, weight_decay)
     given = network if network is not None else params
     config = runs.run_config(learner, data, sizes=sizes, network=None if sizes is not None else given, optimizer=optimizer, lr=lr,
-                             batch_size=batch_size, epochs=epochs, seed=seed, checkpoint_every=checkpoint_every, metadata=metadata)
-    run_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    if run_dir is not None:
-        runs.start(run_dir, config, resume=resume)
+                             batch_size=batch_size, epochs=epochs, seed=seed, checkpoint_every=checkpoint_every, metadata=metadata,
+                             weight_decay=weight_decay)
     k_init, k_rule, k_steps = jax.random.split(jax.random.key(seed), 3)
     if params is None:
         params = init_params(learner, k_init, sizes if network is None else None, network)
-    loop = _Loop(learner, data, cached_epoch(learner, optimizer, lr, opt), k_steps, batch_size, seed, config, run_dir, checkpoint_every,
+    if weight_decay > 0 and not any(jax.tree.leaves(_weight_mask(params))):
+        raise ConfigError(f"weight_decay: learner {learner.name!r} has no weight arrays (leaves named 'weight') to decay")
+    run_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if run_dir is not None:
+        runs.start(run_dir, config, resume=resume)
+    loop = _Loop(learner, data, cached_epoch(learner, optimizer, lr, opt, weight_decay), k_steps, batch_size, seed, config, run_dir, checkpoint_every,
                  params, learner.rule.init(k_rule, params), opt.init(eqx.filter(params, eqx.is_inexact_array)))
     position = {"epoch": 1, "step": 0, "sums": {}, "seconds": 0.0}
     saved = runs.load_checkpoint(run_dir, params=loop.params, rule_state=loop.rule_state, opt_state=loop.opt_state) if resume and run_dir else None

@@ -70,7 +70,7 @@ def _jsonable(v):
         return repr(v)
 
 
-def run_config(learner, data, *, sizes, network, optimizer, lr, batch_size, epochs, seed, checkpoint_every, metadata=None) -> dict[str, Any]:
+def run_config(learner, data, *, sizes, network, optimizer, lr, batch_size, epochs, seed, checkpoint_every, metadata=None, weight_decay=0.0) -> dict[str, Any]:
     """The configuration of a run as a JSON-able dict (see the module docstring)."""
     prov = provenance()
     return {
@@ -84,6 +84,7 @@ def run_config(learner, data, *, sizes, network, optimizer, lr, batch_size, epoc
         "network": "mlp" if network is None else f"custom {type(network).__name__} (pass network= to load_run)",
         "optimizer": optimizer if isinstance(optimizer, str) else f"custom {type(optimizer).__name__}",
         "lr": lr,
+        **({"weight_decay": weight_decay} if weight_decay else {}),  # only when used: older runs still resume
         "batch_size": batch_size,
         "epochs": epochs,
         "seed": seed,

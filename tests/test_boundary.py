@@ -327,3 +327,17 @@ def test_every_registered_quick_and_full_config_is_valid():
     for name, check in checks().items():
         for config in (check.quick, check.full):
             validate_overrides(name, check.fn, config)
+
+
+def test_every_option_of_every_check_refuses_one_bad_value():
+    """All of them, not a sample: one value of the wrong kind per typed option, refused before any work."""
+    from dynlearn.theorems import run_check
+
+    canonical = {bool: 2, int: 1.5, float: float("nan"), str: 3, tuple: ()}
+    refused = 0
+    for name, key, default in CHECK_OPTIONS:
+        bad = next((v for t, v in canonical.items() if isinstance(default, t)), 3)
+        with pytest.raises(dl.ConfigError, match=key):
+            run_check(name, cache=False, **{key: bad})
+        refused += 1
+    assert refused == len(CHECK_OPTIONS) >= 600
