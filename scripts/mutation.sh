@@ -15,6 +15,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 py="${PYTHON:-$repo/.venv/bin/python}"
 [ -x "$py" ] || py="$(command -v python3)"
+"$py" -c "import cosmic_ray" 2>/dev/null || { echo "mutation.sh: cosmic-ray is not installed; pip install -e '.[mutation]'" >&2; exit 2; }
 modules=("$@")
 [ ${#modules[@]} -gt 0 ] || modules=(dynlearn/analysis/gradients.py)
 tests="${TESTS:-tests/test_mutants.py}"

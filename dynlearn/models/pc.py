@@ -110,6 +110,8 @@ class PredictiveCoding(EnergyModel):
     def errors(self, state, data: Data) -> list[Array]:
         """Prediction errors ``[ε_1, ..., ε_L]``, :math:`\\varepsilon_l = x_l - \\hat x_l` (:meth:`predictions`)."""
         xs = self.layers(state, data)
+        if self.form == "pre":  # written as before the rate form existed: the same program, bit for bit
+            return [xs[l] - self.network.predict_layer(l, xs[l - 1]) for l in range(1, self.network.depth + 1)]
         return [x - p for x, p in zip(xs[1:], self.predictions(xs))]
 
     def energy(self, state, data: Data):
