@@ -52,18 +52,23 @@ def make_optimizer(optimizer: str | optax.GradientTransformation, lr: float | No
     return OPTIMIZERS[optimizer](lr)
 
 
-def _weight_mask(params):
+def _optimizer(optimizer, lr, weight_decay: float) -> optax.GradientTransformation:
+    """:func:`make_optimizer`, then :func:`dynlearn.rules.feedback.with_weight_decay` when ``weight_decay`` > 0."""
+    from .rules.feedback.kp import with_weight_decay
+
+    opt = make_optimizer(optimizer, lr)
+    validation.number("weight_decay", weight_decay, low=0.0)
+    if weight_decay == 0:
+        return opt
+    if lr is None:
+        raise ConfigError("weight_decay needs the learning rate lr (the decay per step is lr * weight_decay)")
+    return with_weight_decay(opt, lr, weight_decay)
+
+
+def _has_weights(params) -> bool:
     from .rules.feedback.kp import weight_mask
 
-    return weight_mask(params)
-
-
-def with_weight_decay(optimizer: optax.GradientTransformation, lr: float, decay: float) -> optax.GradientTransformation:
-    r"""``optimizer`` followed by the decoupled weight decay :math:`-\eta\lambda W` on every weight array (arrays
-    under a ``weight`` attribute: forward and feedback matrices; not biases), applied outside the adaptive step
-    (Loshchilov & Hutter 2019), so that Adam does not rescale it: Kolen–Pollack's decay acts as in the paper, and
-    :math:`\|W - B\|` shrinks by :math:`1 - \eta\lambda` per step. With Adam it is optax's AdamW."""
-    return optax.chain(optimizer, optax.add_decayed_weights(-lr * decay, mask=_weight_mask))
+    return any(jax.tree.leaves(weight_mask(params)))
 
 
 def evaluate(learner: Learner, params, x: np.ndarray, y: np.ndarray, *, batch_size: int = 512) -> dict[str, float]:
@@ -339,7 +344,7 @@ def train(
     :func:`dynlearn.networks.lenet5`) or an MLP ``(n_features, *hidden, n_outputs)`` (``hidden`` default ``(128, 128)``;
     with ``params``/``network`` leave it out, a conflicting ``hidden`` is an error). ``optimizer`` is any optax
     optimiser, or a name of :data:`OPTIMIZERS` used at rate ``lr``; ``weight_decay`` λ > 0 adds the decoupled decay
-    :math:`-\eta\lambda W` on the weight arrays after it (:func:`with_weight_decay`; needs ``lr``). ``history`` is an :class:`xarray.Dataset` over
+    :math:`-\eta\lambda W` on the weight arrays after it (:func:`dynlearn.rules.feedback.with_weight_decay`; needs ``lr``). ``history`` is an :class:`xarray.Dataset` over
     ``epoch`` (train metrics, test and final train accuracy/MSE, seconds per epoch) whose ``config`` attribute holds
     the run's configuration as JSON. Every argument is checked before any work (:class:`dynlearn.ConfigError`).
 
@@ -357,12 +362,7 @@ def train(
     """
     sizes = _validate(learner, data, hidden=hidden, network=network, params=params, epochs=epochs, batch_size=batch_size,
                       seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every)
-    opt = make_optimizer(optimizer, lr)
-    validation.number("weight_decay", weight_decay, low=0.0)
-    if weight_decay > 0:
-        if lr is None:
-            raise ConfigError("weight_decay needs the learning rate lr (the decay per step is lr * weight_decay)")
-        opt = with_weight_decay(opt, lr, weight_decay)
+    opt = _optimizer(optimizer, lr, weight_decay)
     given = network if network is not None else params
     config = runs.run_config(learner, data, sizes=sizes, network=None if sizes is not None else given, optimizer=optimizer, lr=lr,
                              batch_size=batch_size, epochs=epochs, seed=seed, checkpoint_every=checkpoint_every, metadata=metadata,
@@ -370,7 +370,7 @@ def train(
     k_init, k_rule, k_steps = jax.random.split(jax.random.key(seed), 3)
     if params is None:
         params = init_params(learner, k_init, sizes if network is None else None, network)
-    if weight_decay > 0 and not any(jax.tree.leaves(_weight_mask(params))):
+    if weight_decay > 0 and not _has_weights(params):
         raise ConfigError(f"weight_decay: learner {learner.name!r} has no weight arrays (leaves named 'weight') to decay")
     run_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if run_dir is not None:

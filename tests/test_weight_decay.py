@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 import dynlearn as dl
 from dynlearn.cli import app
 from dynlearn.data import load_digits
-from dynlearn.learning import train, with_weight_decay
+from dynlearn.learning import train
 from dynlearn.rules import get_learner
+from dynlearn.rules.feedback import with_weight_decay
 
 runner = CliRunner()
 

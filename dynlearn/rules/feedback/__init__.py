@@ -4,7 +4,7 @@ share (:mod:`.rule`), and one module per rule — :mod:`.fa`, :mod:`.dfa`, :mod:
 
 from .dfa import DirectFeedbackAlignment, dfa_learner
 from .fa import FeedbackAlignment, fa_learner
-from .kp import KolenPollack, decoupled_decay, kp_learner
+from .kp import KolenPollack, decoupled_decay, kp_learner, with_weight_decay
 from .mechanism import feedback_call
 from .network import (
     FeedbackNetwork,
@@ -48,5 +48,6 @@ __all__ = [
     "replace_weights",
     "usf_learner",
     "weight_arrays",
+    "with_weight_decay",
     "wm_learner",
 ]

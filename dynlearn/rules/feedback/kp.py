@@ -59,6 +59,14 @@ def decoupled_decay(lr: float, decay: float, *, b1: float = 0.9, b2: float = 0.9
     return optax.adamw(lr, b1=b1, b2=b2, weight_decay=decay, mask=weight_mask)
 
 
+def with_weight_decay(optimizer: optax.GradientTransformation, lr: float, decay: float) -> optax.GradientTransformation:
+    r"""``optimizer`` followed by the decoupled weight decay :math:`-\eta\lambda W` on every weight array of any
+    learner's parameters (arrays under a ``weight`` attribute: forward and feedback matrices; not biases), outside the
+    adaptive step (Loshchilov & Hutter 2019), so Adam does not rescale it; with Adam it is :func:`decoupled_decay`.
+    ``train(weight_decay=...)`` and ``dynlearn train --weight-decay`` use it."""
+    return optax.chain(optimizer, optax.add_decayed_weights(-lr * decay, mask=weight_mask))
+
+
 @LEARNERS.register("kp")
 def kp_learner(*, activation="tanh", loss: str = "mse", decay: float = 1e-3) -> Learner:
     """Kolen–Pollack: backward layers get the forward weights' update; both decay."""
