@@ -341,3 +341,20 @@ def test_every_option_of_every_check_refuses_one_bad_value():
             run_check(name, cache=False, **{key: bad})
         refused += 1
     assert refused == len(CHECK_OPTIONS) >= 600
+
+
+def test_check_option_ranges_at_their_edges():
+    """The edges of each range, accepted and refused (validated only: nothing runs)."""
+    from dynlearn.theorems import get_check
+    from dynlearn.theorems.overrides import validate_overrides
+
+    fn = get_check("pc_energy_descent").fn
+    for ok in ({"seeds": (0, 2**31 - 1)}, {"sizes": (5, 1, 3)}, {"batch": 1}, {"rel_tol": 0.0}, {"t_end": 1e-300}):
+        validate_overrides("pc_energy_descent", fn, ok)
+    for bad in ({"seeds": (2**31,)}, {"seeds": (-1,)}, {"sizes": (5, 0, 3)}, {"batch": 0}, {"rel_tol": -1e-300}, {"t_end": 0.0}):
+        with pytest.raises(dl.ConfigError, match=next(iter(bad))):
+            validate_overrides("pc_energy_descent", fn, bad)
+    validate_overrides("pc_bp_limit", get_check("pc_bp_limit").fn, {"seed": 0})  # a seed may be 0, a count may not
+    validate_overrides("stllr_memory", get_check("stllr_memory").fn, {"flat": ("snn/stllr",), "steps": (10, 20)})  # 1-tuples
+    with pytest.raises(dl.ConfigError, match=r"steps\[1\]"):  # integer items stay integers
+        validate_overrides("stllr_memory", get_check("stllr_memory").fn, {"steps": (10, 2.5)})
