@@ -358,3 +358,6 @@ def test_check_option_ranges_at_their_edges():
     validate_overrides("stllr_memory", get_check("stllr_memory").fn, {"flat": ("snn/stllr",), "steps": (10, 20)})  # 1-tuples
     with pytest.raises(dl.ConfigError, match=r"steps\[1\]"):  # integer items stay integers
         validate_overrides("stllr_memory", get_check("stllr_memory").fn, {"steps": (10, 2.5)})
+    validate_overrides("pc_energy_descent", fn, {"model_cls": PredictiveCoding})  # a callable for a callable
+    with pytest.raises(dl.ConfigError, match="sizes"):  # a number where a tuple belongs
+        validate_overrides("pc_energy_descent", fn, {"sizes": 5})
