@@ -338,7 +338,7 @@ def train(
     metadata: dict | None = None,
     weight_decay: float = 0.0,
 ) -> tuple[Any, xr.Dataset]:
-    """Train ``learner`` on ``data`` and return ``(params, history)``.
+    r"""Train ``learner`` on ``data`` and return ``(params, history)``.
 
     The parameters are ``params`` if given, else built around ``network`` (any :class:`dynlearn.Network`, e.g.
     :func:`dynlearn.networks.lenet5`) or an MLP ``(n_features, *hidden, n_outputs)`` (``hidden`` default ``(128, 128)``;

@@ -83,6 +83,34 @@ def test_tp_interpolation_fails_with_swapped_precisions():
 def test_em_fails_for_ascent():
     _, v = pc_em_critical_point(steps=10, ascent=True)
     assert not v.passed and v.measured["max_relative_energy_rise"] > 1e-6
+    assert {"energy_grad_fall", "bottleneck_bp_grad_fall"} <= set(v.failed)
+
+
+def test_em_fails_without_inference():
+    """The M-step at the feedforward state (no E-step): only the output layer learns, so the bottleneck student stops
+    short of backprop's optimum."""
+    _, v = pc_em_critical_point(infer=False)
+    assert set(v.failed) == {"bottleneck_bp_grad_fall", "bottleneck_loss_over_optimum_error"}
+    assert v.measured["bottleneck_loss_over_optimum_error"] > 0.1
+
+
+def test_rank_one_optimum_is_the_best_rank_one_fit():
+    """The Eckart–Young reference against a direct search: least squares of y on x through every rank-1 direction u
+    of the output space (u fixed, the rest linear least squares), minimised over a fine grid of angles."""
+    from dynlearn.theorems.pc_standard import _rank_one_optimum
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (16, 3))
+    y = x @ rng.normal(size=(3, 2)) + rng.normal(size=2)
+    best = np.inf
+    for a in np.linspace(0, np.pi, 20001):
+        u = np.array([np.cos(a), np.sin(a)])
+        # ŷ = u (vᵀx) + c: the free offset c centres both; v is least squares of the projection yc·u on xc
+        yc, xc = y - y.mean(0), x - x.mean(0)
+        proj = yc @ u
+        v = np.linalg.lstsq(xc, proj, rcond=None)[0]
+        best = min(best, 0.5 * np.sum((yc - np.outer(xc @ v, u)) ** 2))
+    assert abs(best / _rank_one_optimum(y) - 1) < 1e-6
 
 
 @pytest.mark.parametrize("cls", [UnprojectedPC, FlippedFeedbackPC])
