@@ -152,4 +152,12 @@ def test_training_twins_fail():
     _, v = gpc_transformer_vs_bp(output_family="gaussian")
     assert "ce_gap_gpc_minus_bp" in v.failed, v.summary()
     _, v = gpc_vae_vs_bp(output_family="categorical")
-    assert "bce_ratio_gpc_over_bp" in v.failed, v.summary()
+    assert "gain_over_mean_image_gpc_over_bp" in v.failed, v.summary()
+
+
+def test_vae_twin_fails_with_short_inference():
+    """With inference ending at t = 2 the saturated pixels' logits stay unrelaxed: gPC's decoder learns the mean image
+    and its encoder nothing, which the criterion must catch (a ratio of BCEs alone did not: 1.04 at the old quick size)."""
+    _, v = gpc_vae_vs_bp(inference_time=2.0)
+    assert "gain_over_mean_image_gpc_over_bp" in v.failed, v.summary()
+    assert v.measured["gain_over_mean_image_gpc_over_bp"] < 0.5

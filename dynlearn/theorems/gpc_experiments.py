@@ -197,32 +197,46 @@ def gpc_transformer_vs_bp(*, vocab=8, length=8, order=1, n_train=384, n_test=512
     return ds, verdict
 
 
+def mean_image_bce(x_train, x_test) -> float:
+    """Held-out BCE per pixel of the best decoder that ignores its latent: constant logits at the training pixels'
+    mean (their maximum-likelihood value), numpy only."""
+    p = np.clip(np.asarray(x_train, np.float64).mean(0), 1e-12, 1 - 1e-12)
+    xt = np.asarray(x_test, np.float64)
+    return float(-np.mean(xt * np.log(p) + (1 - xt) * np.log1p(-p)))
+
+
 @register_check(
     "gpc_vae_vs_bp",
     family="gpc",
-    statement="a VAE on digits trained by gPC (nudged Bernoulli output, Adam) reaches a held-out reconstruction BCE per pixel within 25% of the same VAE trained by BP with the reparametrisation trick",
+    statement="a VAE on digits trained by gPC (nudged Bernoulli output, Adam) uses its latent as backprop's does: its held-out BCE per pixel falls below the mean image's by at least 3/4 of BP's fall",
     theory="theory/gpc_vae.md",
     quick={},
-    full={"n_train": None, "epochs": 40},
+    full={"epochs": 40, "lr": 3e-3},
 )
-def gpc_vae_vs_bp(*, n_train=768, n_test=256, epochs=4, batch=32, lr=3e-3, hidden=32, latent=4, nudge=0.1, output_family="bernoulli", seed=0,
-                  ratio_tol=1.25):
+def gpc_vae_vs_bp(*, n_train=None, n_test=256, epochs=2, batch=32, lr=1e-2, hidden=32, latent=4, nudge=0.1, output_family="bernoulli", seed=0,
+                  inference_time=20.0, gain_min=0.75):
     """Both methods from the same initialisation, batches and noise (:func:`dynlearn.models.gpc_vae.train_vae`; gPC's
     inference :data:`VAE_RELAX`) on the first ``n_train`` training digits (None: all 1437); the held-out BCE per pixel
-    per epoch, and the reconstructions of eight held-out digits."""
+    per epoch, and the reconstructions of eight held-out digits. The baseline is the mean image
+    (:func:`mean_image_bce`), the best any decoder can do without its latent. ``inference_time``: the end time of
+    gPC's fixed-step inference (2 is the must-fail twin: the output logits stay unrelaxed and training stalls at the
+    mean image)."""
     d = load("digits")
     x, xt = d.x_train[:n_train], d.x_test[:n_test]
     runs = {m: train_vae(x, xt, method=m, epochs=epochs, batch=batch, lr=lr, hidden=hidden, latent=latent, nudge=nudge,
-                         output_family=output_family, config=VAE_RELAX, seed=seed) for m in ("gpc", "bp")}
+                         output_family=output_family, config=VAE_RELAX.replace(t1=inference_time), seed=seed) for m in ("gpc", "bp")}
     shown = jnp.asarray(xt[:8])
+    baseline = mean_image_bce(x, xt)
     ds = xr.Dataset({"test_bce": (("trained_by", "epoch"), np.stack([runs[m][1]["test_bce"] for m in runs])),
                      "original": (("sample", "pixel"), np.asarray(shown)),
                      "reconstruction": (("trained_by", "sample", "pixel"), np.stack([np.asarray(runs[m][0].reconstruct(shown)) for m in runs])),
                      "inference_residual": ("epoch_trained", runs["gpc"][2])},
-                    coords={"trained_by": list(runs), "epoch": np.arange(epochs + 1)})
+                    coords={"trained_by": list(runs), "epoch": np.arange(epochs + 1)}, attrs={"mean_image_bce": baseline})
     bce = {m: float(runs[m][1]["test_bce"][-1]) for m in runs}
     verdict = Verdict.from_criteria(
-        bce_ratio_gpc_over_bp=at_most(bce["gpc"] / bce["bp"], ratio_tol),
-        gpc_bce=reported(bce["gpc"]), bp_bce=reported(bce["bp"]), untrained_bce=reported(float(runs["bp"][1]["test_bce"][0])),
+        gain_over_mean_image_gpc_over_bp=at_least((baseline - bce["gpc"]) / (baseline - bce["bp"]), gain_min),
+        bce_ratio_gpc_over_bp=reported(bce["gpc"] / bce["bp"]),
+        gpc_bce=reported(bce["gpc"]), bp_bce=reported(bce["bp"]), mean_image_bce=reported(baseline),
+        untrained_bce=reported(float(runs["bp"][1]["test_bce"][0])),
     )
     return ds, verdict
