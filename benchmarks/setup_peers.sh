@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Install the peers of benchmarks/compare.py into their own virtual environments (they pin older JAX versions).
+# Install the peers of benchmarks/compare.py (pcx, jpc) and bench_spiking.py (spyx) into their own virtual
+# environments (they pin their own JAX versions).
 #
-#   bash benchmarks/setup_peers.sh            # creates benchmarks/.venv/pcx (and .venv/jpc if jpc installs)
+#   bash benchmarks/setup_peers.sh            # creates benchmarks/.venv/<peer> for each peer that installs
 #
-# pcx comes from PyPI (``pip install pcx``); jpc is tried the same way and skipped with a message when the
-# registry has no such package. compare.py finds the environments under benchmarks/.venv/<name>/bin/python.
+# Each comes from PyPI (``pip install <peer>``) and is skipped with a message when the registry has no such package.
+# The benchmarks find the environments under benchmarks/.venv/<name>/bin/python.
 set -u
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$here/.venv"  # ignored by git (.venv/)
 py="${PYTHON:-python3}"
 mkdir -p "$root"
-for peer in pcx jpc; do
+for peer in pcx jpc spyx; do
   venv="$root/$peer"
   if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import $peer" 2>/dev/null; then
     echo "$peer: already installed in $venv"; continue
