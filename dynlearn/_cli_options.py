@@ -1,11 +1,15 @@
-"""Option parsing of the ``dynlearn`` command that is more than a type: ``--set KEY=VALUE`` learner options and the
-figures that belong to a selection of checks."""
+"""Helpers of the ``dynlearn`` command: ``--set KEY=VALUE`` learner options, the figures that belong to a selection
+of checks, the ``--debug`` environment of the figure workers, and the warnings about figures' plotted data."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 from pathlib import Path
+
+import typer
 
 from .errors import ConfigError
 
@@ -50,3 +54,29 @@ def figures_of_checks(check_names: list[str], theory_dir: Path, known: list[str]
             if fig in known and fig not in out:
                 out.append(fig)
     return out
+
+
+@contextlib.contextmanager
+def debug_environment(on: bool):
+    """``DYNLEARN_DEBUG=1`` for the duration (and for the workers spawned in it) when ``--debug`` is on."""
+    saved = os.environ.get("DYNLEARN_DEBUG")
+    if on:
+        os.environ["DYNLEARN_DEBUG"] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("DYNLEARN_DEBUG", None)
+        else:
+            os.environ["DYNLEARN_DEBUG"] = saved
+
+
+def warn_plot_problems(ncs) -> None:
+    """One stderr line per figure whose data hold an empty or non-finite plotted series (see ``make_figure``)."""
+    import xarray as xr
+
+    for nc in ncs:
+        with xr.open_dataset(nc) as ds:
+            text = ds.attrs.get("plotted_problems", "")
+        if text:
+            typer.echo(f"warning: figure {Path(nc).stem} plots bad data: {text}", err=True)

@@ -275,7 +275,7 @@ def check(
     if not selected:
         _fail(f"no checks in family {family!r}")
     figures = None if not (names or family) else _check_figures(selected)
-    results, made = _run_work(selected, figs, quick, jobs, figures=figures)
+    results, made, failed = _run_work(selected, figs, quick, jobs, figures=figures)
     if json_path is not None:
         payload = json.dumps([r.to_json() for r in results], indent=2)
         atomic_write(json_path, lambda tmp: Path(tmp).write_text(payload))
@@ -284,11 +284,11 @@ def check(
     n_pass = sum(r.passed for r in results)
     summary = f"{n_pass}/{len(results)} checks passed"
     if figs is not None:
-        summary += f", {len(made)} figures in {figs}"
+        summary += f", {len(made)} figures in {figs}" + (f" ({len(failed)} failed: {', '.join(failed)})" if failed else "")
     if json_path is not None:
         summary += f", results in {json_path}"
     con.print(f"[bold]{summary}[/bold] ({time.perf_counter() - start:.0f} s)")
-    if n_pass < len(results):
+    if n_pass < len(results) or failed:
         raise typer.Exit(1)
 
 
@@ -312,6 +312,7 @@ def _check_figures(selected: list[str]) -> list[str]:
 
 def _run_work(checks: list[str], out: Path | None, quick: bool, jobs: int | None, figures=None):
     """Run ``checks`` and (into ``out``) ``figures`` (default: all) on ``jobs`` processes; record the figures' times."""
+    from ._cli_options import debug_environment, warn_plot_problems
     from .parallel import default_jobs, recorded_seconds, run_checks_and_figures
     from .results import atomic_write
 
@@ -321,23 +322,15 @@ def _run_work(checks: list[str], out: Path | None, quick: bool, jobs: int | None
         figures = _figure_names(figures)  # None: every figure; names are checked
     root = Path(__file__).resolve().parents[1] / "theory"
     hints = recorded_seconds(root / "checks.json", root / "figure_seconds.json", *([out / "figure_seconds.json"] if out else []))
-    results, made, times = run_checks_and_figures(checks, figures, quick=quick, out=out, jobs=jobs or default_jobs(), seconds=hints)
+    with debug_environment(_DEBUG["on"]):  # with --debug a figure that raises shows its traceback instead of one line
+        results, made, times, failed = run_checks_and_figures(checks, figures, quick=quick, out=out, jobs=jobs or default_jobs(), seconds=hints)
     if figures:
         payload = json.dumps({n: round(t, 2) for n, t in times.items()}, indent=1)
         atomic_write(out / "figure_seconds.json", lambda tmp: Path(tmp).write_text(payload))
-    _warn_plot_problems([nc for _, nc in made])
-    return results, [png for png, _ in made]
-
-
-def _warn_plot_problems(ncs) -> None:
-    """One stderr line per figure whose data hold an empty or non-finite plotted series (see ``make_figure``)."""
-    import xarray as xr
-
-    for nc in ncs:
-        with xr.open_dataset(nc) as ds:
-            text = ds.attrs.get("plotted_problems", "")
-        if text:
-            typer.echo(f"warning: figure {Path(nc).stem} plots bad data: {text}", err=True)
+    warn_plot_problems([nc for _, nc in made])
+    for name, message in failed.items():
+        typer.echo(f"error: figure {name} failed: {message} (rerun with `dynlearn --debug figs {name} --jobs 1` for the traceback)", err=True)
+    return results, [png for png, _ in made], failed
 
 
 @app.command()
@@ -353,8 +346,11 @@ def figs(
 
     validation.output_dir(out, "--out")
     start = time.perf_counter()
-    _, made = _run_work([], out, quick, jobs, figures=names)
-    _console().print(f"[bold]{len(made)} figures written to {out}[/bold] ({time.perf_counter() - start:.0f} s)")
+    _, made, failed = _run_work([], out, quick, jobs, figures=names)
+    _console().print(f"[bold]{len(made)} figures written to {out}[/bold]" + (f", {len(failed)} failed: {', '.join(failed)}" if failed else "")
+                     + f" ({time.perf_counter() - start:.0f} s)")
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -99,8 +99,17 @@ def _figure_task(name: str, quick: bool, out: str, memo: dict) -> tuple[tuple[Pa
     for key, result in memo.items():
         registry._MEMO.setdefault(key, result)
     start = time.perf_counter()
-    paths = make_figure(name, quick=quick, out=out)
+    try:
+        paths = make_figure(name, quick=quick, out=out)
+    except Exception as error:  # one broken figure must not cost the others, nor the checks' results
+        if os.environ.get("DYNLEARN_DEBUG"):
+            raise
+        return FigureFailure(f"{type(error).__name__}: {error}"), time.perf_counter() - start
     return paths, time.perf_counter() - start
+
+
+class FigureFailure(str):
+    """The message of a figure that raised (``ExceptionType: message``), returned in place of its paths."""
 
 
 def recorded_seconds(*paths: str | Path) -> dict[str, float]:
@@ -184,8 +193,10 @@ def run_checks_and_figures(
 ):
     """Run ``checks``, then make ``figures`` into ``out``, on ``jobs`` processes.
 
-    Returns ``(check_results, figure_paths, figure_seconds)``: the :class:`~dynlearn.theorems.CheckResult` of each
-    check and each figure's ``(png, nc)`` in the order given, and each figure's wall time by name. ``seconds``
+    Returns ``(check_results, figure_paths, figure_seconds, figure_failures)``: the
+    :class:`~dynlearn.theorems.CheckResult` of each check, each figure's ``(png, nc)`` in the order given, each
+    figure's wall time by name, and ``{name: "ExceptionType: message"}`` for the figures that raised (the others are
+    still made). ``seconds``
     (name -> wall time of an earlier run, see :func:`recorded_seconds`) only orders the work, longest first.
     """
     from .theorems.registry import _MEMO
@@ -215,7 +226,14 @@ def run_checks_and_figures(
             bar = _bar(len(rest), "figures", "fig", progress)
             made.update(_run_all(pool, [(n, _figure_task, (n, quick, str(out), memo)) for n in _longest_first(rest, seconds)], _advance(bar)))
             bar.close()
-    return results, [made[n][0] for n in figures], {n: made[n][1] for n in figures}
+    return _split_failures(results, figures, made)
+
+
+def _split_failures(results, figures, made):
+    """``(check results, paths of the figures made, their seconds, {figure: failure message})``."""
+    ok = [n for n in figures if not isinstance(made[n][0], FigureFailure)]
+    failed = {n: str(made[n][0]) for n in figures if n not in ok}
+    return results, [made[n][0] for n in ok], {n: made[n][1] for n in ok}, failed
 
 
 def _advance(bar):
@@ -228,23 +246,14 @@ def _advance(bar):
 
 def _run_here(checks: list[str], figures: list[str], quick: bool, out, progress: bool):
     """The same work in this process, one item after another."""
-    from .figures import make_figure
     from .theorems.registry import run_checks
 
     results = run_checks(checks, quick=quick, progress=progress) if checks else []
-    made, times = [], {}
+    made = {}
     bar = _bar(len(figures), "figures", "fig", progress)
     for name in figures:
         bar.set_postfix_str(name)
-        start = time.perf_counter()
-        try:
-            made.append(make_figure(name, quick=quick, out=out))
-            times[name] = time.perf_counter() - start
-        except Exception as error:
-            prefixed = _prefixed(name, error)
-            if prefixed is error:
-                raise
-            raise prefixed from error
+        made[name] = _figure_task(name, quick, out, {})
         bar.update(1)
     bar.close()
-    return results, made, times
+    return _split_failures(results, figures, made)

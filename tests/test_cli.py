@@ -107,7 +107,8 @@ def test_check_and_figures_on_two_workers_match_one_process(tmp_path):
     from dynlearn.theorems import run_check
 
     names = ["pc_fixed_prediction_exact", "kp_exact_decay"]  # two families: one per worker
-    results, made, seconds = run_checks_and_figures(names, ["kp_exact_decay"], quick=True, out=tmp_path, jobs=2, progress=False)
+    results, made, seconds, failed = run_checks_and_figures(names, ["kp_exact_decay"], quick=True, out=tmp_path, jobs=2, progress=False)
+    assert failed == {}
     assert [r.name for r in results] == names
     for r in results:
         here = run_check(r.name, quick=True, cache=False)
@@ -159,3 +160,32 @@ def test_training_stuck_at_chance_is_flagged(tmp_path):
     assert r.exit_code == 0 and "never rose clearly above chance" in r.output, r.output
     r = runner.invoke(app, ["train", "--rule", "bp", "--lr", "0.01", "--epochs", "2", "--hidden", "32", "--no-compare-bp", "--no-progress", "--out", str(tmp_path)])
     assert r.exit_code == 0 and "never rose" not in r.output, r.output
+
+
+def test_a_figure_that_raises_costs_neither_the_others_nor_the_json(tmp_path, monkeypatch):
+    """One figure raising (here a mathtext error, as a bad label once did) is reported in one line; the other figures
+    are still made, the checks' JSON is written, and the exit code is 1."""
+    import xarray as xr
+    from matplotlib.figure import Figure
+
+    from dynlearn.figures import FIGURES, FigureSpec
+
+    def good(quick=True, seed=0):
+        fig = Figure()
+        fig.subplots().plot([1, 2], [1, 2])
+        return fig, xr.Dataset({"v": ("i", [1.0, 2.0])}), {}
+
+    def bad(quick=True, seed=0):
+        raise ValueError(r"\frac34 is not mathtext")
+
+    FIGURES._load()
+    monkeypatch.setitem(FIGURES._entries, "good_for_test", FigureSpec("good_for_test", good, "test"))
+    monkeypatch.setitem(FIGURES._entries, "bad_for_test", FigureSpec("bad_for_test", bad, "test"))
+    monkeypatch.setattr("dynlearn.cli._check_figures", lambda selected: ["bad_for_test", "good_for_test"])
+    path = tmp_path / "r.json"
+    r = runner.invoke(app, ["check", "tdca_toy_landscape", "--json", str(path), "--figs", str(tmp_path / "f"), "--jobs", "1"])
+    assert r.exit_code == 1, r.output
+    assert "error: figure bad_for_test failed: ValueError" in r.output and "Traceback" not in r.output
+    assert (tmp_path / "f" / "good_for_test.png").exists() and not (tmp_path / "f" / "bad_for_test.png").exists()
+    assert [row["name"] for row in json.loads(path.read_text())] == ["tdca_toy_landscape"]
+    assert "1 failed: bad_for_test" in r.output

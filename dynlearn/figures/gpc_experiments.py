@@ -62,7 +62,7 @@ def fig_gpc_vae(quick: bool = True, seed: int = 0):
         a.plot(ds.epoch, ds.test_bce.sel(trained_by=method), style, color=color, ms=4, label=label)
     base, bp_final = ds.attrs["mean_image_bce"], float(ds.test_bce.sel(trained_by="bp")[-1])
     a.axhline(base, color="0.4", lw=0.8, ls=":", label="mean image (no latent)")
-    pass_line(a, base - 0.75 * (base - bp_final), r"criterion: $\frac34$ of BP's fall below the mean image")
+    pass_line(a, base - 0.75 * (base - bp_final), r"criterion: $\frac{3}{4}$ of BP's fall below the mean image")
     a.set(xlabel="epoch", ylabel="held-out reconstruction BCE per pixel (nats)")
     a.xaxis.set_major_locator(MaxNLocator(integer=True))
     verdict_title(a, "a VAE trained by gPC uses its latent as BP's does\n"
