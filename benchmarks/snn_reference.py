@@ -45,7 +45,6 @@ def handwritten_step(sizes, batch, n_steps, tau_mem=20.0, tau_out=20.0, rate_max
     alpha, kappa = math.exp(-1 / tau_mem), math.exp(-1 / tau_out)
     keys = jax.random.split(jax.random.key(0), len(sizes))
     params = [(jax.random.normal(k, (o, i)) * math.sqrt(2 / (i + o)), jnp.zeros(o)) for k, i, o in zip(keys, sizes[:-1], sizes[1:])]
-    opt = optax.adam(1e-3)
 
     def loss_fn(params, x, y, key):
         def body(carry, t):
@@ -63,6 +62,14 @@ def handwritten_step(sizes, batch, n_steps, tau_mem=20.0, tau_out=20.0, rate_max
         init = ([jnp.zeros((x.shape[0], n)) for n in sizes[1:-1]], jnp.zeros((x.shape[0], sizes[-1])), 0.0)
         (_, _, loss), _ = jax.lax.scan(body, init, jnp.arange(n_steps))
         return loss
+
+    return adam_step(loss_fn, params, sizes, batch)
+
+
+def adam_step(loss_fn, params, sizes, batch, lr: float = 1e-3):
+    """The jitted step ``(params, opt_state, x, y, key) -> (params, opt_state)``: ``jax.grad`` of ``loss_fn`` and one
+    Adam update; returned with its arguments (a fixed random batch of ``batch`` inputs in [0, 1) and one-hot labels)."""
+    opt = optax.adam(lr)
 
     @jax.jit
     def step(params, opt_state, x, y, key):

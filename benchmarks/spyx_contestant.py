@@ -23,11 +23,10 @@ import importlib.metadata as metadata
 
 import jax
 import jax.numpy as jnp
-import optax
 import spyx
 from flax import nnx
 
-from snn_reference import best_times, handwritten_step
+from snn_reference import adam_step, best_times, handwritten_step
 
 
 def spyx_step(sizes, batch, n_steps, tau_mem=20.0, tau_out=20.0, rate_max=0.5):
@@ -38,7 +37,6 @@ def spyx_step(sizes, batch, n_steps, tau_mem=20.0, tau_out=20.0, rate_max=0.5):
         layers += [nnx.Linear(i, o, rngs=rngs), spyx.nn.LIF((o,), beta=alpha, rngs=rngs)]
     layers += [nnx.Linear(sizes[-2], sizes[-1], rngs=rngs), spyx.nn.LI((sizes[-1],), beta=kappa, rngs=rngs)]
     graphdef, params = nnx.split(spyx.nn.Sequential(*layers))
-    opt = optax.adam(1e-3)
 
     def loss_fn(params, x, y, key):
         model = nnx.merge(graphdef, params)
@@ -46,16 +44,7 @@ def spyx_step(sizes, batch, n_steps, tau_mem=20.0, tau_out=20.0, rate_max=0.5):
         out, _ = spyx.nn.run(model, spikes)
         return -jnp.sum(y * jax.nn.log_softmax(out, axis=-1)) / n_steps
 
-    @jax.jit
-    def step(params, opt_state, x, y, key):
-        g = jax.grad(loss_fn)(params, x, y, key)
-        upd, opt_state = opt.update(g, opt_state, params)
-        return optax.apply_updates(params, upd), opt_state
-
-    kx, ky = jax.random.split(jax.random.key(1))
-    x = jax.random.uniform(kx, (batch, sizes[0]))
-    y = jax.nn.one_hot(jax.random.randint(ky, (batch,), 0, sizes[-1]), sizes[-1])
-    return step, (params, opt.init(params), x, y, jax.random.key(2))
+    return adam_step(loss_fn, params, sizes, batch)
 
 
 def main():
