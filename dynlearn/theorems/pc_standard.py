@@ -246,12 +246,9 @@ def pc_em_critical_point(*, student=(3, 3, 2), teacher=(3, 8, 2), bottleneck=(3,
     ``ascent=True`` flips the M-step and ``infer=False`` skips the E-step (the must-fail twins)."""
     config = CHECK.replace(max_steps=4000, t1=1e3)
     k_tanh, k_lin = jax.random.split(jax.random.key(seed))
-    recs = {}
-    for name, sizes, activation, key in (("tanh", student, "tanh", k_tanh), ("linear", bottleneck, "linear", k_lin)):
-        net, data = _em_problem(sizes, teacher, activation, n_samples, key)
-        recs[name] = _em_run(net, data, lr, steps, config, ascent, infer)
-        if name == "linear":
-            optimum = _rank_one_optimum(data.y)
+    problems = {"tanh": _em_problem(student, teacher, "tanh", n_samples, k_tanh), "linear": _em_problem(bottleneck, teacher, "linear", n_samples, k_lin)}
+    recs = {name: _em_run(net, data, lr, steps, config, ascent, infer) for name, (net, data) in problems.items()}
+    optimum = _rank_one_optimum(problems["linear"][1].y)
     names = list(recs)
     stack = np.stack([recs[n] for n in names])  # (problem, step, quantity)
     ds = xr.Dataset(
