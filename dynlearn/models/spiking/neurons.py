@@ -37,6 +37,8 @@ approximate the derivative of a unit step; ``w`` is ``surrogate_width``.
 
 from __future__ import annotations
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -54,18 +56,17 @@ def surrogate_grad(x: Array, width, kind: str = "fast_sigmoid") -> Array:
     raise ValueError(f"surrogate must be one of {SURROGATES}, got {kind!r}")
 
 
-@jax.custom_jvp
-def _spike(x, width, kind_id):
-    del width, kind_id
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _spike(x, width, kind: str):
+    del width
     return (x >= 0).astype(x.dtype)
 
 
 @_spike.defjvp
-def _spike_jvp(primals, tangents):
-    x, width, kind_id = primals
-    dx = tangents[0]
-    g = jnp.where(kind_id == 0, surrogate_grad(x, width, "fast_sigmoid"), surrogate_grad(x, width, "triangle"))
-    return _spike(x, width, kind_id), g * dx
+def _spike_jvp(kind, primals, tangents):
+    """The surrogate of ``kind`` (static: only that one is traced) times the tangent of ``x``; ``width`` has none."""
+    x, width = primals
+    return _spike(x, width, kind), surrogate_grad(x, width, kind) * tangents[0]
 
 
 def spike(v_minus_threshold: Array, width=0.5, kind: str = "fast_sigmoid") -> Array:
@@ -73,8 +74,7 @@ def spike(v_minus_threshold: Array, width=0.5, kind: str = "fast_sigmoid") -> Ar
     if kind not in SURROGATES:
         raise ValueError(f"surrogate must be one of {SURROGATES}, got {kind!r}")
     x = jnp.asarray(v_minus_threshold)
-    width = jnp.asarray(width, dtype=x.dtype)
-    return _spike(x, width, jnp.asarray(SURROGATES.index(kind)))
+    return _spike(x, jnp.asarray(width, dtype=x.dtype), kind)
 
 
 class LIF(eqx.Module):
