@@ -19,7 +19,7 @@ from dynlearn.config import DEFAULT
 from dynlearn.dynamics import CONVERGED, DIVERGED, all_finite, max_norm, relax
 from dynlearn.networks import init_network
 from dynlearn.theorems import Verdict
-from dynlearn.theorems.criteria import at_least, at_most, above, below, between, reported, within
+from dynlearn.theorems.criteria import above, at_least, at_most, below, between, finite, is_reported, reported, within
 
 
 @pytest.fixture(scope="module")
@@ -182,6 +182,25 @@ def test_criteria_are_two_sided_where_they_say_so():
     assert within(1.1, 1.0, 0.15)[2] and within(0.9, 1.0, 0.15)[2] and not within(1.2, 1.0, 0.15)[2] and not within(0.8, 1.0, 0.15)[2]
     assert between(2.0, 1.0, 2.0)[2] and not between(2.1, 1.0, 2.0)[2] and not between(0.9, 1.0, 2.0)[2]
     assert at_most(1.0, 1.0)[2] and not below(1.0, 1.0)[2] and at_least(1.0, 1.0)[2] and not above(1.0, 1.0)[2]
+
+
+def test_criteria_at_their_edges_and_in_their_words():
+    """Edges that are exact in binary (a bound is inside, one ulp past it is out), the requirement each prints, and
+    a NaN or infinite value against each."""
+    assert within(1.5, 1.0, 0.5)[2] and within(0.5, 1.0, 0.5)[2] and not within(np.nextafter(1.5, 2.0), 1.0, 0.5)[2]
+    assert between(1.0, 1.0, 2.0)[2] and not between(np.nextafter(1.0, 0.0), 1.0, 2.0)[2]
+    assert below(np.nextafter(1.0, 0.0), 1.0)[2] and above(np.nextafter(1.0, 2.0), 1.0)[2]
+    assert not at_most(np.nextafter(1.0, 2.0), 1.0)[2] and not at_least(np.nextafter(1.0, 0.0), 1.0)[2]
+    words = {f(2.0, 1e-8)[1] for f in (at_most, below, at_least, above)}
+    assert words == {"<= 1e-08", "< 1e-08", ">= 1e-08", "> 1e-08"}
+    assert within(1.0, 1.0, 0.15)[1] == "1 ± 0.15" and between(1.0, 0.5, 2.0)[1] == "in [0.5, 2]"
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        assert not within(bad, 1.0, 0.5)[2] and not between(bad, 0.0, 1.0)[2]
+        assert not finite(bad)
+    assert finite(0.0) and finite(-1e308)
+    value, text, ok = reported(2.5)
+    assert (value, ok) == (2.5, True) and is_reported(text) and is_reported("Reported: shown only")
+    assert not is_reported("<= 1e-08") and not is_reported("1 ± 0.15")
 
 
 def test_verdict_nan_fails_and_reported_never_counts():
