@@ -191,6 +191,8 @@ def test_criteria_at_their_edges_and_in_their_words():
     assert between(1.0, 1.0, 2.0)[2] and not between(np.nextafter(1.0, 0.0), 1.0, 2.0)[2]
     assert below(np.nextafter(1.0, 0.0), 1.0)[2] and above(np.nextafter(1.0, 2.0), 1.0)[2]
     assert not at_most(np.nextafter(1.0, 2.0), 1.0)[2] and not at_least(np.nextafter(1.0, 0.0), 1.0)[2]
+    assert not below(2.0, 1.0)[2] and not above(0.0, 1.0)[2] and at_most(0.0, 1.0)[2] and at_least(2.0, 1.0)[2]
+    assert between(1.5, 1.0, 2.0)[2] and within(1.2, 1.0, 0.5)[2]  # inside, off the edges
     words = {f(2.0, 1e-8)[1] for f in (at_most, below, at_least, above)}
     assert words == {"<= 1e-08", "< 1e-08", ">= 1e-08", "> 1e-08"}
     assert within(1.0, 1.0, 0.15)[1] == "1 ± 0.15" and between(1.0, 0.5, 2.0)[1] == "in [0.5, 2]"
