@@ -161,3 +161,10 @@ def test_vae_twin_fails_with_short_inference():
     _, v = gpc_vae_vs_bp(inference_time=2.0)
     assert "gain_over_mean_image_gpc_over_bp" in v.failed, v.summary()
     assert v.measured["gain_over_mean_image_gpc_over_bp"] < 0.5
+
+
+def test_vae_check_fails_when_bp_does_not_beat_the_mean_image():
+    """At a learning rate too small for either method to leave the untrained VAE, both BCEs sit above the mean
+    image's; their ratio of falls is then a ratio of two negative numbers, and the BP criterion must fail the check."""
+    _, v = gpc_vae_vs_bp(n_train=64, epochs=1, lr=1e-6)
+    assert "bp_fall_below_mean_image" in v.failed and v.measured["bp_fall_below_mean_image"] < 0, v.summary()

@@ -86,6 +86,13 @@ def test_em_fails_for_ascent():
     assert {"energy_grad_fall", "bottleneck_bp_grad_fall"} <= set(v.failed)
 
 
+def test_em_refuses_a_student_of_another_shape():
+    from dynlearn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="bottleneck=\\(4, 1, 2\\)"):
+        pc_em_critical_point(bottleneck=(4, 1, 2))
+
+
 def test_em_fails_without_inference():
     """The M-step at the feedforward state (no E-step): only the output layer learns, so the bottleneck student stops
     short of backprop's optimum."""

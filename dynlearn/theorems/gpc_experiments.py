@@ -214,13 +214,14 @@ def mean_image_bce(x_train, x_test) -> float:
     full={"epochs": 40, "lr": 3e-3},
 )
 def gpc_vae_vs_bp(*, n_train=None, n_test=256, epochs=2, batch=32, lr=1e-2, hidden=32, latent=4, nudge=0.1, output_family="bernoulli", seed=0,
-                  inference_time=20.0, gain_min=0.75):
+                  inference_time=20.0, gain_min=0.75, bp_fall_min=0.01):
     """Both methods from the same initialisation, batches and noise (:func:`dynlearn.models.gpc_vae.train_vae`; gPC's
     inference :data:`VAE_RELAX`) on the first ``n_train`` training digits (None: all 1437); the held-out BCE per pixel
     per epoch, and the reconstructions of eight held-out digits. The baseline is the mean image
     (:func:`mean_image_bce`), the best any decoder can do without its latent. ``inference_time``: the end time of
     gPC's fixed-step inference (2 is the must-fail twin: the output logits stay unrelaxed and training stalls at the
-    mean image)."""
+    mean image). ``bp_fall_min`` (nats per pixel): BP must beat the mean image by this much, or the ratio compares
+    two numbers at the noise (BP's fall is 0.041 in the quick run and 0.099 in the full one)."""
     d = load("digits")
     x, xt = d.x_train[:n_train], d.x_test[:n_test]
     runs = {m: train_vae(x, xt, method=m, epochs=epochs, batch=batch, lr=lr, hidden=hidden, latent=latent, nudge=nudge,
@@ -233,8 +234,10 @@ def gpc_vae_vs_bp(*, n_train=None, n_test=256, epochs=2, batch=32, lr=1e-2, hidd
                      "inference_residual": ("epoch_trained", runs["gpc"][2])},
                     coords={"trained_by": list(runs), "epoch": np.arange(epochs + 1)}, attrs={"mean_image_bce": baseline})
     bce = {m: float(runs[m][1]["test_bce"][-1]) for m in runs}
+    bp_fall = baseline - bce["bp"]  # the ratio means something only when BP itself beats the mean image
     verdict = Verdict.from_criteria(
-        gain_over_mean_image_gpc_over_bp=at_least((baseline - bce["gpc"]) / (baseline - bce["bp"]), gain_min),
+        bp_fall_below_mean_image=at_least(bp_fall, bp_fall_min),
+        gain_over_mean_image_gpc_over_bp=at_least((baseline - bce["gpc"]) / bp_fall if bp_fall > 0 else float("nan"), gain_min),
         bce_ratio_gpc_over_bp=reported(bce["gpc"] / bce["bp"]),
         gpc_bce=reported(bce["gpc"]), bp_bce=reported(bce["bp"]), mean_image_bce=reported(baseline),
         untrained_bce=reported(float(runs["bp"][1]["test_bce"][0])),

@@ -21,6 +21,7 @@ import xarray as xr
 
 from ..analysis import loglog_slope
 from ..config import THEOREM
+from ..errors import ConfigError
 from ..models.base import Data, equilibrium
 from ..models.pc_standard import (
     PrecisionPC,
@@ -244,6 +245,10 @@ def pc_em_critical_point(*, student=(3, 3, 2), teacher=(3, 8, 2), bottleneck=(3,
     steady at max|dF/dx| <= 1e-9): a tanh ``student`` on a wider tanh ``teacher``, and a linear ``bottleneck`` (one
     hidden unit) on an affine teacher of full rank, whose BP optimum is known in closed form (Eckart–Young).
     ``ascent=True`` flips the M-step and ``infer=False`` skips the E-step (the must-fail twins)."""
+    for name, sizes in (("student", student), ("bottleneck", bottleneck)):
+        if len(sizes) < 3 or (sizes[0], sizes[-1]) != (teacher[0], teacher[-1]):
+            raise ConfigError(f"pc_em_critical_point: {name}={tuple(sizes)} needs a hidden layer and the teacher's input and output widths "
+                              f"({teacher[0]}, {teacher[-1]}), teacher={tuple(teacher)}")
     config = CHECK.replace(max_steps=4000, t1=1e3)
     k_tanh, k_lin = jax.random.split(jax.random.key(seed))
     problems = {"tanh": _em_problem(student, teacher, "tanh", n_samples, k_tanh), "linear": _em_problem(bottleneck, teacher, "linear", n_samples, k_lin)}
