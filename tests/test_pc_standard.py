@@ -86,6 +86,18 @@ def test_em_fails_for_ascent():
     assert {"energy_grad_fall", "bottleneck_bp_grad_fall"} <= set(v.failed)
 
 
+def test_em_fails_when_the_library_equilibrium_does_not_relax(monkeypatch):
+    """Break the library path the check runs through: ``equilibrium`` hands back its starting state unrelaxed (the
+    feedforward pass, where the hidden errors are zero). The bottleneck then stops short of backprop's optimum."""
+    import types
+
+    import dynlearn.theorems.pc_standard as mod
+
+    monkeypatch.setattr(mod, "equilibrium", lambda model, data, config, state0: types.SimpleNamespace(state=state0, residual=jnp.zeros(())))
+    _, v = pc_em_critical_point(steps=100)
+    assert {"bottleneck_bp_grad_fall", "bottleneck_loss_over_optimum_error"} <= set(v.failed), v.summary()
+
+
 def test_em_refuses_a_student_of_another_shape():
     from dynlearn.errors import ConfigError
 
