@@ -29,10 +29,10 @@ def fig_pal_alignment(quick: bool = True, seed: int = 0):
             a.fill_between(t, mean - sd, mean + sd, color=color, alpha=0.15, lw=0)
         nrm = (ds.norm_B.sel(condition=cond) / ds.norm_B.sel(condition=cond).isel(time=0)).mean(("seed", "matrix"))
         b.plot(t, nrm, color=color, lw=1.8, label=label)
-    a.axhline(15, color="tab:red", ls="--", lw=1, label="pass: < 15°")
+    a.axhline(25, color="tab:red", ls="--", lw=1, label="pass: < 25° per matrix")
     a.set(xlabel="simulated time (s)", ylabel=r"angle$(B_l, W_{l+1}^\top)$ (deg), mean ± s.d.", ylim=(0, 110))
     m = r.verdict.measured
-    verdict_title(a, "PAL aligns B with " + r"$W^\top$" + f" from noise; controls do not\n{ds.attrs['sizes']}: final {m['final_angle']:.1f}° (mean of {ds.seed.size} seeds)", r.passed)
+    verdict_title(a, "PAL aligns B with " + r"$W^\top$" + f" from noise; controls do not\n{ds.attrs['sizes']}: final B1/B2/B3 {m['final_angle_B1']:.1f}/{m['final_angle_B2']:.1f}/{m['final_angle_B3']:.1f}° (mean of {ds.seed.size} seeds)", r.passed)
     a.legend(fontsize=6.5, loc="center right")
     b.set(xlabel="simulated time (s)", ylabel=r"$\|B\| / \|B(0)\|$ (mean)", yscale="log")
     verdict_title(b, "α bounds ‖B‖; without it ‖B‖ keeps growing", None)

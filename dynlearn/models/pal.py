@@ -12,13 +12,13 @@ Ornstein–Uhlenbeck noise :math:`\xi_l` of the hidden layers and low-pass filte
 .. math::
 
    v_l &= W_l \rho_{l-1} + b_l, \qquad \rho_0 = x(t) \\
-   \tau\,\dot u_l &= -u_l + g_B v_l + g_A \xi_l \quad (l<N), \qquad \tau\,\dot u_N = -u_N + v_N \\
+   \tau\,\dot u_l &= -u_l + g_B v_l + g_A \xi_l \quad (l<N), \qquad \tau\,\dot u_N = -u_N + g_{out} v_N \\
    \breve u_l &= u_l + \tau \dot u_l \quad\text{(prospective potential, computed from the vector field)}, \qquad
-   \rho_l = \varphi(\breve u_l)\ (l<N), \ \rho_N = \breve u_N \\
+   \rho_l = \varphi(\breve u_l)\ (l<N), \ \rho_N = \breve u_N \text{ or } \varphi(\breve u_N) \\
    d\xi_l &= -\xi_l/\tau_\xi\,dt + (\sigma/\sqrt{\tau_\xi})\,dW_l \qquad\text{(stationary variance } \sigma^2/2) \\
    \tau_{HP}\,\dot{\bar r}_l &= \rho_l - \bar r_l, \qquad r^{HP}_l = \rho_l - \bar r_l \quad\text{(high-pass filter)} \\
    \dot B_l &= \eta_{bw}\big(\xi_l (r^{HP}_{l+1})^\top - \alpha B_l\big) \qquad\text{(the PAL rule)} \\
-   e_N &= \beta (y - \breve u_N), \qquad e_l = g_B\,\varphi'(\breve u_l) \odot B_l e_{l+1} \\
+   e_N &= \beta\, g_{out}\, \rho_N' \odot (y - \rho_N), \qquad e_l = g_B\,\varphi'(\breve u_l) \odot B_l e_{l+1} \\
    \dot W_l &= \eta_{fw}\, e_l \rho_{l-1}^\top, \qquad \dot b_l = \eta_{fw} e_l \ \text{(unless ``learn_bias=False``)} .
 
 The noise reaches the next layer undelayed because rates are prospective (:math:`\breve u` follows the drive
@@ -41,7 +41,9 @@ Defaults are the reference values for the 5-20-10-20-5 experiment (Fig. 3a–c; 
 conductances :math:`g_l, g_B, g_A = 0.03, 0.1, 0.06` give :math:`\tau = 1/0.19` ms, :math:`g_B\tau = 0.526`,
 :math:`g_A\tau = 0.316`; :math:`\tau_\xi = \tau_{HP} = 0.1` ms, :math:`\sigma = 0.05`, :math:`\alpha = 10^{-5}`,
 :math:`\eta_{bw} = 50`, :math:`dt = 0.01` ms and patterns presented for :math:`T_{pres} = 1` ms
-(output nudging :math:`\beta = 1`).
+(output nudging :math:`\beta = 1`), with a linear output of unit gain (:math:`g_{out} = 1`, ``rate_output=False``).
+The authors' output unit is logistic with gain :math:`g_{out} = g_B/(g_l+g_B) = 0.769` (its drive without a
+teacher): ``PAL(output_gain=G_BASAL / (G_LEAK + G_BASAL), rate_output=True)``, see :data:`REFERENCE_OUTPUT`.
 """
 
 
@@ -63,6 +65,10 @@ from .base import Data, DynamicalModel
 # reference conductances (PAL MC defaults)
 G_LEAK, G_BASAL, G_APICAL = 0.03, 0.1, 0.06
 TAU_EFF = 1.0 / (G_LEAK + G_BASAL + G_APICAL)
+#: the authors' output layer: a logistic rate of its basal drive, gain g_B / (g_l + g_B) without a teacher
+REFERENCE_OUTPUT = dict(output_gain=G_BASAL / (G_LEAK + G_BASAL), rate_output=True)
+#: the authors' discrete update pairs the noise of step n with the high-passed rate its step n-4 caused (dt = 0.01 ms)
+REFERENCE_LAG = dict(rule_lag=0.04, rule_lag_stages=4)
 
 
 def _dphi(network: Network, a: Array) -> Array:
@@ -80,13 +86,18 @@ def feedback_shapes(sizes) -> tuple[tuple[int, int], ...]:
 
 
 class PALState(eqx.Module):
-    """The full PAL state (see the module docstring); every part evolves in one SDE."""
+    """The full PAL state (see the module docstring); every part evolves in one SDE.
+
+    ``rlag[l-2]`` has shape ``(k, n_l)`` for ``l = 2..N``: the stages of the B rule's lag (``k = rule_lag_stages``;
+    ``(0, n_l)`` when there is none). :func:`pal_state` builds every part.
+    """
 
     network: Network
     feedback: tuple[Array, ...]
     u: tuple[Array, ...]
     xi: tuple[Array, ...]
     rbar: tuple[Array, ...]
+    rlag: tuple[Array, ...]
 
     def __check_init__(self):
         sizes = self.network.sizes
@@ -96,7 +107,8 @@ class PALState(eqx.Module):
             raise ShapeError(
                 f"PAL: backward matrices B_l must have the shape of W_(l+1)^T, {want_b} for layer sizes {sizes}; got {got_b}"
             )
-        for name, arrs, want in (("u", self.u, sizes[1:]), ("xi", self.xi, sizes[1:-1]), ("rbar", self.rbar, sizes[2:])):
+        parts = [("u", self.u, sizes[1:]), ("xi", self.xi, sizes[1:-1]), ("rbar", self.rbar, sizes[2:])]
+        for name, arrs, want in parts + [("rlag", self.rlag, sizes[2:])]:
             got = tuple(a.shape[-1] for a in arrs)
             if got != tuple(want):
                 raise ShapeError(f"PAL: state part {name!r} has widths {got}, expected {tuple(want)} for layer sizes {sizes}")
@@ -119,6 +131,10 @@ class PAL(DynamicalModel):
     eta_fw: Array = _f(0.0)
     basal_gain: Array = _f(G_BASAL * TAU_EFF)
     apical_gain: Array = _f(G_APICAL * TAU_EFF)
+    output_gain: Array = _f(1.0)
+    rate_output: bool = eqx.field(static=True, default=False)
+    rule_lag: Array = _f(0.0)
+    rule_lag_stages: int = eqx.field(static=True, default=0)
     prospective: bool = eqx.field(static=True, default=True)
     learn_bias: bool = eqx.field(static=True, default=True)
     network: Network | None = None
@@ -129,10 +145,14 @@ class PAL(DynamicalModel):
             v = getattr(self, name)
             if not isinstance(v, jax.core.Tracer) and np.any(np.asarray(v) <= 0):
                 raise ValueError(f"PAL: {name} must be positive, got {v}")
-        for name in ("sigma", "alpha", "eta_bw", "eta_fw"):
+        for name in ("sigma", "alpha", "eta_bw", "eta_fw", "output_gain"):
             v = getattr(self, name)
             if not isinstance(v, jax.core.Tracer) and np.any(np.asarray(v) < 0):
                 raise ValueError(f"PAL: {name} must be non-negative, got {v}")
+        if not isinstance(self.rule_lag_stages, int) or self.rule_lag_stages < 0:
+            raise ValueError(f"PAL: rule_lag_stages must be an integer >= 0, got {self.rule_lag_stages!r}")
+        if self.rule_lag_stages and not isinstance(self.rule_lag, jax.core.Tracer) and np.any(np.asarray(self.rule_lag) <= 0):
+            raise ValueError(f"PAL: rule_lag must be positive when rule_lag_stages = {self.rule_lag_stages}, got {self.rule_lag}")
 
     @property
     def name(self) -> str:
@@ -143,12 +163,16 @@ class PAL(DynamicalModel):
         return self if self.network is None and self.feedback is None else dataclasses.replace(self, network=None, feedback=None)
 
     def predict(self, network: Network, x: Array) -> Array:
-        """The noise-free network function: ``ρ_l = φ(g_B (W_l ρ_{l-1} + b_l))`` for hidden layers, output ``W_N ρ_{N-1} + b_N``."""
+        """The noise-free network function: ``ρ_l = φ(g_B (W_l ρ_{l-1} + b_l))`` for hidden layers, output
+        ``ρ_N = g_out (W_N ρ_{N-1} + b_N)`` (linear) or ``φ(g_out (W_N ρ_{N-1} + b_N))`` (``rate_output=True``)."""
         rho = x
         for l in range(1, network.depth + 1):
             v = network.apply(l, rho)
-            rho = network.phi(self.basal_gain * v) if l < network.depth else v
+            rho = network.phi(self.basal_gain * v) if l < network.depth else self._output_rate(network, self.output_gain * v)
         return rho
+
+    def _output_rate(self, network: Network, a: Array) -> Array:
+        return network.phi(a) if self.rate_output else a
 
     # ------------------------------------------------------------------ dynamics
 
@@ -163,21 +187,24 @@ class PAL(DynamicalModel):
         rho, dus, uh = [x], [], []
         for l in range(1, n + 1):
             v = net.apply(l, rho[-1])
-            drive = self.basal_gain * v + self.apical_gain * y.xi[l - 1] if l < n else v
+            drive = self.basal_gain * v + self.apical_gain * y.xi[l - 1] if l < n else self.output_gain * v
             du = (drive - y.u[l - 1]) / self.tau
             a = y.u[l - 1] + self.tau * du if self.prospective else y.u[l - 1]
             dus.append(du)
             uh.append(a)
-            rho.append(net.phi(a) if l < n else a)
+            rho.append(net.phi(a) if l < n else self._output_rate(net, a))
         return dus, uh, rho
 
     def errors(self, y: PALState, uh, target, nudge):
-        """Dendritic errors ``e_1..e_N``: ``e_N = β(y − ŭ_N)`` with β = ``nudge``, ``e_l = g_B φ'(ŭ_l) ⊙ B_l e_{l+1}``
+        """Dendritic errors ``e_1..e_N``: ``e_N = β g_out ρ'_N ⊙ (y − ρ_N)`` with β = ``nudge`` (``ρ'_N = 1`` for a
+        linear output, ``φ'(ŭ_N)`` for a rate output: ``e_N = −β ∂L/∂v_N``), ``e_l = g_B φ'(ŭ_l) ⊙ B_l e_{l+1}``
         (zero without a target)."""
         n = y.network.depth
         if target is None:
             return [jnp.zeros_like(a) for a in uh]
-        es = [nudge * (target - uh[-1])]
+        out = self._output_rate(y.network, uh[-1])
+        slope = _dphi(y.network, uh[-1]) if self.rate_output else 1.0
+        es = [nudge * self.output_gain * slope * (target - out)]
         for l in range(n - 1, 0, -1):
             dphi = _dphi(y.network, uh[l - 1])
             es.append(self.basal_gain * dphi * matvec(y.feedback[l - 1], es[-1]))
@@ -190,11 +217,24 @@ class PAL(DynamicalModel):
         rhp = [rho[l] - y.rbar[l - 2] for l in range(2, n + 1)]
         drbar = [h / self.tau_hp for h in rhp]
         dxi = [-xi / self.tau_xi for xi in y.xi]
-        dB = [self.eta_bw * (jnp.outer(y.xi[l], rhp[l]) - self.alpha * y.feedback[l]) for l in range(n - 1)]
+        pre, drlag = self.lagged(y, rhp)
+        dB = [self.eta_bw * (jnp.outer(y.xi[l], pre[l]) - self.alpha * y.feedback[l]) for l in range(n - 1)]
         es = self.errors(y, uh, data.target(t), data.nudge)
         dW = tuple(self.eta_fw * jnp.outer(es[l], rho[l]) for l in range(n))
         db = tuple(self.eta_fw * es[l] * (1.0 if self.learn_bias else 0.0) for l in range(n))
-        return PALState(y.network.with_matrices(dW, db), tuple(dB), tuple(dus), tuple(dxi), tuple(drbar))
+        return PALState(y.network.with_matrices(dW, db), tuple(dB), tuple(dus), tuple(dxi), tuple(drbar), drlag)
+
+    def lagged(self, y: PALState, rhp):
+        r"""``(presynaptic rates of the B rule, d rlag/dt)``: ``r^HP`` itself, or with ``rule_lag_stages = k > 0`` its
+        copy through a chain of ``k`` low-pass stages of time constant ``rule_lag / k`` (a delay of mean ``rule_lag``:
+        :math:`\tau_s \dot z_1 = r^{HP} - z_1,\ \tau_s \dot z_j = z_{j-1} - z_j`, the rule reads :math:`z_k`).
+        Euler with ``dt = rule_lag / k`` makes it an exact delay of ``k`` steps, which is how the authors' discrete
+        code pairs the noise with the high-passed rate (see ``theory/pal_reference_fig3.md``)."""
+        if not self.rule_lag_stages:  # rlag holds (0, n) arrays: never the shared empty tuple, which tree_at mistakes
+            return rhp, tuple(jnp.zeros_like(z) for z in y.rlag)
+        tau_s = self.rule_lag / self.rule_lag_stages
+        into = [jnp.concatenate([h[None], z[:-1]]) for h, z in zip(rhp, y.rlag)]
+        return [z[-1] for z in y.rlag], tuple((i - z) / tau_s for i, z in zip(into, y.rlag))
 
     def noise_shape(self, y: PALState) -> tuple[jax.ShapeDtypeStruct, ...]:
         """The Brownian motion drives only the OU noise: one entry per hidden unit."""
@@ -245,7 +285,8 @@ def pal_state(model: PAL, network: Network, feedback, x0: Array | None = None) -
     feedback = tuple(jnp.asarray(b) for b in feedback)
     dtype = network.weights[0].dtype
     zero_u = tuple(jnp.zeros(n, dtype) for n in sizes[1:])
-    state = PALState(network, feedback, zero_u, tuple(jnp.zeros(n, dtype) for n in sizes[1:-1]), tuple(jnp.zeros(n, dtype) for n in sizes[2:]))
+    rlag = tuple(jnp.zeros((model.rule_lag_stages, n), dtype) for n in sizes[2:])
+    state = PALState(network, feedback, zero_u, tuple(jnp.zeros(n, dtype) for n in sizes[1:-1]), tuple(jnp.zeros(n, dtype) for n in sizes[2:]), rlag)
     x0 = jnp.zeros(sizes[0], dtype) if x0 is None else jnp.asarray(x0, dtype)
     if x0.shape != (sizes[0],):
         raise ShapeError(f"PAL: x0 must have shape ({sizes[0]},), got {x0.shape}")

@@ -100,6 +100,10 @@ def _check_run(model: PAL, state: PALState, inputs, targets, *, dt, t_pres, batc
         smallest = float(jnp.min(getattr(model, what)))
         if dt >= 2 * smallest:
             raise ValueError(f"{name}: dt = {dt} does not resolve {what} = {smallest} (the explicit step is unstable for dt >= 2 {what}; use dt <= {what}/5)")
+    if model.rule_lag_stages:
+        stage = float(jnp.min(model.rule_lag)) / model.rule_lag_stages
+        if dt > stage * (1 + 1e-9):
+            raise ValueError(f"{name}: dt = {dt} is longer than a stage of the rule's lag (rule_lag / rule_lag_stages = {stage:g}); use dt <= {stage:g}")
     return inputs, targets
 
 

@@ -25,7 +25,7 @@ from ..analysis import alignment_angle
 from ..models.pal import PAL, PALState, pal_state
 from ..models.pal_simulation import simulate_pal
 from ..networks import Network
-from .criteria import above, at_most, below, reported, within
+from .criteria import above, at_most, below, within
 from .registry import Verdict, register_check
 
 CONDITIONS = ("pal", "noise_off", "alpha_zero")
@@ -81,7 +81,7 @@ def _alignment_measures(ds):
 @register_check(
     "pal_alignment",
     family="pal",
-    statement="PAL aligns B with W^T from neuronal noise alone (W fixed): angle from ~90 deg to < 15 deg (mean over seeds and matrices; < 30 deg for every one), decreasing all along; no alignment with the noise off, unbounded |B| with alpha = 0",
+    statement="PAL aligns B with W^T from neuronal noise alone (W fixed): angle from ~90 deg to < 25 deg for each matrix (mean over seeds; < 30 deg for every seed), decreasing all along; no alignment with the noise off, unbounded |B| with alpha = 0",
     theory="theory/pal_alignment.md",
     quick=dict(seeds=tuple(range(4)), t_end=5000.0, dt=0.1, t_pres=5.0, tau_xi=0.5, tau_hp=0.5, sigma=0.5, alpha=1.2e-3, eta_bw=0.7),
     full=dict(sizes=(5, 20, 10, 20, 5), seeds=tuple(range(16)), t_end=10_000.0, dt=0.01, t_pres=1.0),
@@ -100,7 +100,7 @@ def pal_alignment(
     eta_bw: float = 50.0,
     n_save: int = 101,
     start_angle_tol: float = 15.0,
-    max_angle: float = 15.0,
+    max_angle: float = 25.0,
     max_angle_worst: float = 30.0,
     max_rise_tol: float = 3.0,
     control_min_angle: float = 60.0,
@@ -114,7 +114,8 @@ def pal_alignment(
     Defaults are the paper's Fig. 3a–c setting (5-20-10-20-5, reference conductances, dt = 0.01 ms, 10 s); the quick
     configuration is a smaller, time-rescaled version (see ``theory/pal_alignment.md``).
 
-    Beside the mean final angle (< ``max_angle``), every seed and matrix must end below ``max_angle_worst`` (30°: a
+    Each matrix's mean final angle over seeds must be below ``max_angle`` (25°: the authors' largest per-matrix mean
+    at 10 s, B1's 20.7 ± 1.9°, plus 2 sd; ``pal_reference_fig3`` compares each matrix with their data), and every seed and matrix must end below ``max_angle_worst`` (30°: a
     third of the unaligned 90°; the quick run's worst is 18°) and never rise more than ``max_rise_tol`` (3°, twice the
     worst jitter of the quick run) above its running minimum: the angle decreases all along, not only between T/2 and T.
     """
@@ -146,20 +147,18 @@ def pal_alignment(
     )
     pal = ds.sel(condition="pal")
     start = float(pal.angle.isel(time=0).mean())
-    final = float(pal.angle.isel(time=-1).mean())
     final_per_matrix = pal.angle.isel(time=-1).mean("seed").values
     max_rise, worst, off_final, growth_a0, growth_pal = _alignment_measures(ds)
     ds["final_angle_per_matrix"] = ("matrix", final_per_matrix)
     # angles in degrees; growths are |B(T)|/|B(T/2)|
     verdict = Verdict.from_criteria(
         start_angle=within(start, 90.0, start_angle_tol),  # random B: about 90 deg from W^T
-        final_angle=below(final, max_angle),  # mean over seeds and matrices (the paper's figure)
         final_angle_worst=below(worst, max_angle_worst),  # every seed and matrix
         max_rise_above_running_min=at_most(max_rise, max_rise_tol),  # decreasing all along, worst seed and matrix
         noise_off_final_angle=above(off_final, control_min_angle),  # no alignment without noise
         alpha_zero_norm_growth=above(growth_a0, alpha_zero_min_growth),  # no bound on |B| without alpha
         pal_norm_growth=below(growth_pal, pal_max_growth),  # |B| saturates with alpha > 0
-        **{f"final_angle_B{i}": reported(v) for i, v in enumerate(final_per_matrix, start=1)},
+        **{f"final_angle_B{i}": below(v, max_angle) for i, v in enumerate(final_per_matrix, start=1)},  # mean over seeds
     )
     return ds, verdict
 
