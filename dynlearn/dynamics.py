@@ -327,7 +327,9 @@ def _simulate(field, diffusion, y0, args, solver, t0, t1, dt0, ts, save_fn, key,
             adjoint = diffrax.ForwardMode()
         terms = diffrax.MultiTerm(diffrax.ODETerm(field), diffrax.ControlTerm(noise_vf, bm))
     fn = (lambda t, y, a: y) if save_fn is None else save_fn
-    saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=fn), diffrax.SubSaveAt(t1=True)])
+    # ts None: save t0 and t1 directly, not through the per-step search and interpolation that a ts grid costs
+    saved_at = diffrax.SubSaveAt(t0=True, t1=True, fn=fn) if ts is None else diffrax.SubSaveAt(ts=ts, fn=fn)
+    saveat = diffrax.SaveAt(subs=[saved_at, diffrax.SubSaveAt(t1=True)])
     sol = diffrax.diffeqsolve(
         terms, solver, t0=t0, t1=t1, dt0=dt0, y0=y0, args=args, saveat=saveat, max_steps=max_steps, throw=False, adjoint=adjoint
     )
@@ -378,7 +380,7 @@ def simulate(
     solver = get_solver(solver)
     if diffusion is not None and key is None:
         raise ValueError(f"{name}: an SDE needs a PRNG key for its Brownian motion (pass key=jax.random.key(seed))")
-    ts = jnp.asarray([t0, t1]) if ts is None else jnp.asarray(ts)
+    ts = None if ts is None else jnp.asarray(ts)
     if max_steps is None:
         max_steps = int(np.ceil((t1 - t0) / dt0)) + 16
     if brownian_tol is None:
