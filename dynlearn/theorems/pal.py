@@ -38,10 +38,11 @@ def _angles_and_norms(t, y: PALState, args):
     return ang, nrm
 
 
-def _thinned(first, saved, n_pat: int, n_save: int):
+def _thinned(first, saved, n_pat: int, n_save: int, keep=()):
     """``(pattern indices, values)``: the values before the first pattern prepended to the per-pattern ``saved``
-    (run axis first), thinned to at most ``n_save`` time points."""
+    (run axis first), thinned to at most ``n_save`` time points plus the pattern indices in ``keep``."""
     idx = np.unique(np.linspace(0, n_pat, min(n_save, n_pat + 1)).round().astype(int))
+    idx = np.unique(np.concatenate([idx, np.asarray([k for k in keep if 0 <= k <= n_pat], dtype=int)]))
     full = np.concatenate([np.asarray(first)[:, None], np.asarray(saved)], axis=1)
     return idx, full[:, idx]
 

@@ -13,7 +13,10 @@ Max, Kriener, García Pineda, Sacramento, Senn & Petrovici (2024), Nat. Mach. In
   order every epoch, where ``pal_alignment`` draws :math:`U(-1,1)` afresh for every pattern;
 * a settling phase first shows the 100 patterns once (100 ms) with the noise off and B frozen, so the potentials
   and the high-pass filter start at the stimulus-driven state;
-* nothing else: conductances, τ_ξ = τ_HP = 0.1 ms, σ = 0.05, α = 1e-5, η_bw = 50, dt = 0.01 ms, W and B ~ U(−1, 1).
+* the rule pairs the noise with the high-passed rate it caused 0.04 ms earlier, as the authors' discrete update does
+  (:data:`dynlearn.models.pal.REFERENCE_LAG`, a chain of low-pass stages: exactly 4 steps at dt = 0.01 ms);
+
+and in nothing else: conductances, τ_ξ = τ_HP = 0.1 ms, σ = 0.05, α = 1e-5, η_bw = 50, dt = 0.01 ms, W and B ~ U(−1, 1).
 
 Each criterion compares one matrix's mean angle over seeds at one time with the reference mean, within
 ``n_sd`` reference standard deviations (2: the spread of the authors' own seeds; our mean over ``S`` seeds
@@ -31,8 +34,9 @@ import xarray as xr
 
 from ..models.pal import PAL, REFERENCE_LAG, REFERENCE_OUTPUT
 from ..models.pal_simulation import simulate_pal
+from ..errors import ConfigError
 from .criteria import within
-from .pal import _angles_and_norms, _uniform_states
+from .pal import _angles_and_norms, _thinned, _uniform_states
 from .registry import Verdict, register_check
 
 #: angle(B_l, W_{l+1}^T) in degrees, mean and standard deviation over the authors' 10 seeds, for B1, B2, B3, at
@@ -60,7 +64,7 @@ def _settle(model, states, patterns, keys, t_pres, dt, solver):
     quiet = eqx.tree_at(lambda m: (m.sigma, m.eta_bw), model, (jnp.zeros_like(model.sigma), jnp.zeros_like(model.eta_bw)))
     n = keys.shape[0]
     inputs = jnp.broadcast_to(patterns, (n,) + patterns.shape)
-    settled, _ = simulate_pal(quiet, states, inputs, key=keys, t_pres=t_pres, dt=dt, solver=solver, save_fn=_angles_and_norms, batched=True)
+    settled, _ = simulate_pal(quiet, states, inputs, key=keys, t_pres=t_pres, dt=dt, solver=solver, batched=True)
     return settled
 
 
@@ -111,6 +115,8 @@ def pal_reference_fig3(
     ``reference_lag=False`` pairs the noise with the high-passed rate it causes at once (no 0.04 ms lag);
     ``settle=False`` skips the settling phase.
     """
+    if n_patterns is None:
+        raise ConfigError("pal_reference_fig3: n_patterns must be an integer >= 1 (the size of the fixed pattern set), got None")
     seeds = tuple(int(s) for s in seeds)
     sizes = tuple(int(n) for n in sizes)
     n_epochs = max(1, int(round(t_end / (t_pres * n_patterns))))
@@ -125,11 +131,9 @@ def pal_reference_fig3(
     inputs = patterns[jnp.asarray(epoch_orders(n_patterns, n_epochs, seeds))]
     _, (ang, nrm) = simulate_pal(model, states, inputs, key=keys, t_pres=t_pres, dt=dt, solver=solver, save_fn=_angles_and_norms, batched=True)
     ang0, nrm0 = jax.vmap(lambda st: _angles_and_norms(0.0, st, None))(states)
-    n_pat = inputs.shape[1]
-    idx = np.unique(np.linspace(0, n_pat, min(n_save, n_pat + 1)).round().astype(int))
-    idx = np.unique(np.concatenate([idx, [int(round(t * 1000.0 / t_pres)) for t in REFERENCE_ANGLES if t * 1000.0 / t_pres <= n_pat]]))
-    full_ang = np.concatenate([np.asarray(ang0)[:, None], np.asarray(ang)], axis=1)[:, idx]
-    full_nrm = np.concatenate([np.asarray(nrm0)[:, None], np.asarray(nrm)], axis=1)[:, idx]
+    keep = [int(round(t * 1000.0 / t_pres)) for t in REFERENCE_ANGLES]  # the reference times, saved exactly
+    idx, full_ang = _thinned(ang0, ang, inputs.shape[1], n_save, keep)
+    _, full_nrm = _thinned(nrm0, nrm, inputs.shape[1], n_save, keep)
     mats = [f"B{l}" for l in range(1, len(sizes) - 1)]
     ds = xr.Dataset(
         {"angle": (("seed", "time", "matrix"), full_ang), "norm_B": (("seed", "time", "matrix"), full_nrm)},
