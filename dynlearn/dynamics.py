@@ -107,7 +107,8 @@ def raise_for_status(eq: Equilibrium, name: str = "model", tol: float | None = N
 def _relax(field, y0, args, config: RelaxConfig, save_ts):
     tol, bound = config.tol, config.bound
     solver, controller = config.diffrax_solver(), config.step_controller()
-    # steady mode: carry r = max|f(t, y)| from the solver's own last evaluation (see dynlearn.steady_state)
+    # steady mode: carry r = max|f(t, y)| with the state, (y, r), from the solver's own last evaluation (see
+    # dynlearn.steady_state); the carried r at the end is the final residual
     track = config.steady and steady_state.tracks_residual(solver, controller)
     part = (lambda t, yr, args: yr[0]) if track else (lambda t, y, args: y)
 
@@ -117,14 +118,14 @@ def _relax(field, y0, args, config: RelaxConfig, save_ts):
 
     events = {"diverged": diverged} if config.steady else {}  # a fixed budget runs eventless: divergence is judged at t1
     if track:
-        steady0 = max_norm(field(0.0, y0, args)) <= tol  # the test at t0; afterwards the carried residual
-        events["steady"] = lambda t, yr, args, **kw: jnp.where(t == 0.0, steady0, yr[1] <= tol)
-        field_, solver, y0 = steady_state.AugmentedField(field), steady_state.ResidualTracking(solver), (y0, jnp.zeros((), jnp.result_type(*jax.tree.leaves(y0))))
+        r0 = max_norm(field(0.0, y0, args)).astype(jnp.result_type(*jax.tree.leaves(y0)))  # the test at t0
+        field_, solver, y0 = steady_state.AugmentedField(field), steady_state.ResidualTracking(solver), (y0, r0)
+        events["steady"] = lambda t, yr, args, **kw: yr[1] <= tol
     else:
         field_ = field
         if config.steady:
             events["steady"] = steady_state.steady_event(field, tol)
-    subs = [diffrax.SubSaveAt(t1=True, fn=part)] + ([] if save_ts is None else [diffrax.SubSaveAt(ts=save_ts, fn=part)])
+    subs = [diffrax.SubSaveAt(t1=True, fn=lambda t, y, args: y)] + ([] if save_ts is None else [diffrax.SubSaveAt(ts=save_ts, fn=part)])
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(field_),
         solver,
@@ -139,9 +140,9 @@ def _relax(field, y0, args, config: RelaxConfig, save_ts):
         max_steps=config.max_steps,
         throw=False,
     )
-    y = jax.tree.map(lambda a: a[-1], sol.ys[0])
+    end = jax.tree.map(lambda a: a[-1], sol.ys[0])
     t = sol.ts[0][-1]
-    residual = max_norm(field(t, y, args))
+    y, residual = end if track else (end, max_norm(field(t, end, args)))
     blown = (sol.event_mask["diverged"] if sol.event_mask is not None else False) | ~all_finite((y, residual)) | (max_norm(y) > bound)
     hit_max = sol.result == diffrax.RESULTS.max_steps_reached
     # a finite-time blow-up exhausts the step budget as the steps shrink toward the singularity: when the state still

@@ -15,7 +15,9 @@ the solver often holds the value already:
 scalar of the state, ``(y, r)``; the event tests ``r <= tol``. The scalar has zero derivative and zero
 error estimate, so the step-size controller's max-norm and the trajectory of ``y`` are those of the
 wrapped solver (bit for bit, up to summation order in XLA). Other solvers (Heun, implicit ones) keep
-the direct test (:func:`steady_event`). The relaxation's final residual is still evaluated exactly.
+the direct test (:func:`steady_event`). The carried ``r`` at the last step is the relaxation's final residual, so
+a tracked relaxation evaluates the field no more than its solver does.
+A fixed budget has no test at all; its final residual is one evaluation at the end.
 """
 
 from __future__ import annotations
