@@ -277,3 +277,17 @@ def test_digits_symmetric_ep_close_to_bp():
     acc_bp = float(hist_bp.test_accuracy[-1])
     acc_ep = float(hist_ep.test_accuracy[-1])
     assert acc_ep >= acc_bp - 0.02, (acc_ep, acc_bp)
+
+
+@pytest.mark.parametrize("estimator", ["one_sided", "symmetric", "holomorphic"])
+def test_nudge_points_made_outside_x64_keep_64_bits_inside(estimator):
+    """Points made while float64 is off are not frozen at 32 bits: inside ``jax.enable_x64`` they are exact to 1e-15
+    (the holomorphic estimator's error floor is set by them: complex64 phases capped it at 1e-6)."""
+    betas, weights, _ = nudge_points(estimator, 0.1, 8)
+    with jax.enable_x64(True):
+        b, w = jnp.asarray(betas), jnp.asarray(weights)
+        assert b.dtype in (jnp.float64, jnp.complex128) and w.dtype == b.dtype
+        if estimator == "holomorphic":
+            phase = np.exp(2j * np.pi * np.arange(8) / 8)
+            np.testing.assert_allclose(np.asarray(b), 0.1 * phase, rtol=0, atol=1e-16)
+            np.testing.assert_allclose(np.asarray(jnp.sum(w * b)), 1.0, rtol=0, atol=1e-15)  # the Fourier weights

@@ -175,3 +175,16 @@ def test_sweep_killed_with_sigkill_resumes(tmp_path):
     assert int((open_result(out).status == 1).sum()) == finished  # every finished point readable after kill -9
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0 and f"{12 - finished} done, 0 failed, {finished} skipped" in rerun.stdout
+
+
+def test_readme_sweep_example_is_a_valid_config():
+    """The README's example config validates as written (its target and parameters exist) and has the documented axes."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"## Sweeps.*?```toml\n(.*?)```", readme, re.S).group(1)
+    spec = load_config(tomllib.loads(block))
+    assert spec.kind == "train" and spec.dims == ("lr", "case", "seed") and len(spec.points()) == 3 * 2 * 3
+

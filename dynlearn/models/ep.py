@@ -194,22 +194,32 @@ class Estimator(eqx.Module):
         """``(nudges, weights, c0)``; ``c0 = 0`` when the free phase's G(0) is not used."""
 
 
+def _nudge_array(nudge):
+    """A concrete nudge as a numpy 64-bit array, a jax array or tracer as given: nudges made while float64 is off keep
+    64 bits until jax consumes them, so inside ``jax.enable_x64(True)`` they are not silently 32-bit."""
+    if isinstance(nudge, jax.Array):
+        return nudge
+    a = np.asarray(nudge)
+    return a.astype(np.result_type(a.dtype, np.float64))
+
+
 class OneSided(Estimator):
     r""":math:`(G(\beta) - G(0))/\beta` (Scellier & Bengio 2017), bias :math:`O(\beta)`."""
 
     uses_free: ClassVar[bool] = True
 
     def points(self, nudge, n_points):
-        b = jnp.asarray(nudge)
-        return jnp.reshape(b, (1,)), jnp.reshape(1.0 / b, (1,)), -1.0 / nudge
+        b = _nudge_array(nudge)
+        return b.reshape((1,)), (1.0 / b).reshape((1,)), -1.0 / nudge
 
 
 class Symmetric(Estimator):
     r""":math:`(G(\beta) - G(-\beta))/2\beta` (Laborieux et al. 2021), bias :math:`O(\beta^2)`."""
 
     def points(self, nudge, n_points):
-        b = jnp.asarray(nudge)
-        return jnp.stack([b, -b]), jnp.stack([0.5 / nudge, -0.5 / nudge]), 0.0
+        b = _nudge_array(nudge)
+        xp = np if isinstance(b, np.ndarray) else jnp
+        return xp.stack([b, -b]), xp.stack([0.5 / b, -0.5 / b]), 0.0
 
 
 class Holomorphic(Estimator):
@@ -223,8 +233,8 @@ class Holomorphic(Estimator):
             raise ValueError(f"holomorphic EP needs a radius (nudge) beta > 0, got {nudge!r}")
         if int(n_points) < 2:
             raise ValueError(f"holomorphic EP needs n_points >= 2, got {n_points}")
-        phase = jnp.exp(2j * jnp.pi * jnp.arange(int(n_points)) / n_points)
-        return nudge * phase, jnp.conj(phase) / (n_points * nudge), 0.0
+        phase = np.exp(2j * np.pi * np.arange(int(n_points)) / n_points)  # complex128 whatever jax's x64 setting
+        return _nudge_array(nudge) * phase, np.conj(phase) / (n_points * _nudge_array(nudge)), 0.0
 
 
 ESTIMATORS: dict[str, Estimator] = {"one_sided": OneSided(), "symmetric": Symmetric(), "holomorphic": Holomorphic()}
