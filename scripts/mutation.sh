@@ -9,7 +9,10 @@
 # is "killed" when a test fails. Prints total / killed / survived and the survivors (the ones that no test kills);
 # a survivor is either a missing test or an equivalent mutant (same behaviour: list it with the reason in the
 # README's "Mutation testing" section). Not part of the default test run: it runs the subset once per mutant.
-# Environment: TESTS, TIMEOUT (seconds per mutant, default 300), KEEP=1 keeps the copy and its session database.
+# Mutants inside type annotations are dropped first (never evaluated: equivalent), and SAMPLE=N runs a random N of
+# the rest (scripts/mutation_filter.py).
+# Environment: TESTS, TIMEOUT (seconds per mutant, default 300), SAMPLE, SAMPLE_SEED (default 0), KEEP=1 keeps the
+# copy and its session database.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -49,6 +52,7 @@ cd "$work"
 echo "mutation testing ${modules[*]} against $tests (copy in $work)"
 "$py" -m pytest -x -q -p no:cacheprovider $tests >/dev/null || { echo "mutation.sh: the test subset fails on the unmutated code" >&2; exit 2; }
 "$py" -m cosmic_ray.cli init cosmic-ray.toml session.sqlite
+"$py" scripts/mutation_filter.py session.sqlite --sample "${SAMPLE:-0}" --seed "${SAMPLE_SEED:-0}"
 "$py" -m cosmic_ray.cli exec cosmic-ray.toml session.sqlite
 "$py" - <<'EOF'
 import json, subprocess, sys
