@@ -389,7 +389,8 @@ def simulate(
     if brownian not in ("virtual", "unsafe"):
         raise ValueError(f"{name}: brownian must be 'virtual' or 'unsafe', got {brownian!r}")
     traj, ok = _simulate(field, diffusion, y0, args, solver, t0, t1, dt0, ts, save_fn, key, max_steps, brownian_tol, noise_shape, brownian)
-    if throw and not isinstance(ok, jax.core.Tracer):
+    # under vmap the solver's success can be concrete while the batched final state is traced: check only concrete values
+    if throw and not any(isinstance(a, jax.core.Tracer) for a in (ok, *jax.tree.leaves(traj.final))):
         finite = all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree.leaves(traj.final))
         if not bool(ok) or not finite:
             raise DivergedError(

@@ -175,6 +175,29 @@ def test_a_nan_state_is_diverged_and_a_steady_one_converged():
     assert int(euler.status) == DIVERGED and int(euler.num_steps) < 10
 
 
+def test_a_fixed_budget_past_the_bound_is_diverged_and_inside_it_converged():
+    """No event runs with a fixed budget: the bound is judged at t1 (y' = y from 1 reaches e^4 = 54.6 at t1 = 4)."""
+    grow = lambda t, y, args: y  # noqa: E731
+    budget = DEFAULT.replace(solver="euler", dt0=0.1, t1=4.0, steady=False, throw=False)
+    assert int(relax(grow, jnp.ones(2), None, budget.replace(bound=10.0)).status) == DIVERGED
+    inside = relax(grow, jnp.ones(2), None, budget.replace(bound=100.0))
+    assert int(inside.status) == CONVERGED and 40.0 < float(inside.state[0]) < 60.0  # (1.1)^40 = 45.3
+
+
+def test_unsafe_brownian_paths_for_every_sde_solver():
+    """One Gaussian draw per step: Euler and Heun take increments, ShARK needs the Lévy area; the OU variance at
+    t = 2 matches sigma^2 (1 - e^{-4}) / 2 within the 3-sigma sampling error of 4000 paths."""
+    from dynlearn.dynamics import simulate
+
+    sigma = 0.7
+    expect = sigma**2 * (1 - np.exp(-4.0)) / 2
+    for solver in ("euler", "shark"):
+        run = lambda k: simulate(lambda t, y, a: -y, jnp.zeros(()), t1=2.0, dt0=0.05, solver=solver,  # noqa: E731
+                                 diffusion=lambda t, y, a: sigma * jnp.ones(()), key=k, brownian="unsafe").final
+        finals = np.asarray(jax.vmap(run)(jax.random.split(jax.random.key(3), 4000)))
+        assert abs(finals.var() - expect) < 3 * expect * np.sqrt(2 / 4000) + 0.02 * expect, (solver, finals.var(), expect)
+
+
 # ----------------------------------------------------------------------------- theorems: verdicts and criteria
 
 
