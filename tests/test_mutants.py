@@ -198,6 +198,40 @@ def test_unsafe_brownian_paths_for_every_sde_solver():
         assert abs(finals.var() - expect) < 3 * expect * np.sqrt(2 / 4000) + 0.02 * expect, (solver, finals.var(), expect)
 
 
+def test_out_of_steps_is_a_divergence_only_when_the_bound_is_within_reach():
+    """max_steps hit while the state moves at speed r: diverged when r (t1 - t) exceeds the bound (it would cross it
+    before t1), else MAX_STEPS. y' = 1 from 0: at t = 5, r (t1 - t) = 995 against bounds of 1000 and 990."""
+    from dynlearn.dynamics import MAX_STEPS
+
+    drift = lambda t, y, args: jnp.ones_like(y)  # noqa: E731
+    cfg = DEFAULT.replace(solver="euler", dt0=0.1, t1=1000.0, max_steps=50, throw=False)
+    assert int(relax(drift, jnp.zeros(2), None, cfg.replace(bound=1000.0)).status) == MAX_STEPS
+    assert int(relax(drift, jnp.zeros(2), None, cfg.replace(bound=990.0)).status) == DIVERGED
+
+
+def test_a_virtual_brownian_path_is_the_same_path_at_any_step():
+    """dy = dW from 0 with Euler ends at W(t1) exactly: the same for two step sizes on one virtual tree (an unsafe
+    path draws new increments instead)."""
+    from dynlearn.dynamics import simulate
+
+    def end(dt, brownian):
+        return float(simulate(lambda t, y, a: jnp.zeros_like(y), jnp.zeros(()), t1=1.0, dt0=dt, solver="euler",
+                              diffusion=lambda t, y, a: jnp.ones(()), key=jax.random.key(5), brownian=brownian).final)
+
+    assert abs(end(0.1, "virtual") - end(0.025, "virtual")) < 1e-5
+    assert abs(end(0.1, "unsafe") - end(0.025, "unsafe")) > 1e-3
+
+
+def test_polish_without_a_root_raises():
+    from dynlearn.dynamics import NOT_STEADY, polish
+    from dynlearn.errors import NotConvergedError
+
+    no_root = lambda t, y, args: -(y**2 + 1.0)  # noqa: E731
+    with pytest.raises(NotConvergedError, match="Newton polish stopped"):
+        polish(no_root, jnp.array([0.5]))
+    assert int(polish(no_root, jnp.array([0.5]), throw=False).status) in (NOT_STEADY, DIVERGED)
+
+
 # ----------------------------------------------------------------------------- theorems: verdicts and criteria
 
 
