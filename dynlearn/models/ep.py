@@ -234,7 +234,8 @@ class Holomorphic(Estimator):
         if int(n_points) < 2:
             raise ValueError(f"holomorphic EP needs n_points >= 2, got {n_points}")
         phase = np.exp(2j * np.pi * np.arange(int(n_points)) / n_points)  # complex128 whatever jax's x64 setting
-        return _nudge_array(nudge) * phase, np.conj(phase) / (n_points * _nudge_array(nudge)), 0.0
+        r = _nudge_array(nudge)
+        return r * phase, np.conj(phase) / (n_points * r), 0.0
 
 
 ESTIMATORS: dict[str, Estimator] = {"one_sided": OneSided(), "symmetric": Symmetric(), "holomorphic": Holomorphic()}
