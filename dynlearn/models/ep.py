@@ -327,10 +327,10 @@ def ep_gradient(
     nudged_config = config if traced else config.replace(throw=False)  # concrete: reported below
     grads, residuals, status = nudged_gradients(model, data, nudges, nudged_config, free_state=free_state)
     _check_phase(residuals, status, "nudged", config.tol)
-    g = jax.tree.map(lambda g: jnp.real(jnp.tensordot(coefs.astype(g.dtype) if jnp.iscomplexobj(g) else coefs, g, axes=1)), grads)
+    g = jax.tree.map(lambda g: jnp.real(jnp.tensordot(jnp.asarray(coefs).astype(g.dtype), g, axes=1)), grads)
     if est.uses_free:
         g0 = model.parameter_gradient(free_state, free_data)
-        g = jax.tree.map(lambda e, f: e + c0 * f, g, g0)
+        g = jax.tree.map(lambda e, f: e + jnp.asarray(c0, e.dtype) * f, g, g0)
     return g, {"free_state": free_state, "free_residual": free_res, "nudged_residual": jnp.max(residuals)}
 
 
