@@ -4,8 +4,9 @@ The training set lives on the device; the host sends only the batch order, an ``
 indices, and the global step numbers (the key of step ``k`` is ``fold_in(k_steps, k)``, as in a step-by-step loop).
 Per-step metrics come back as one array per name, read once per call (the host sums them in step order, so the
 sums do not depend on how an epoch is cut into segments). A step whose update is not finite, or whose relaxation
-did not converge, is *not applied*: the scan keeps the last good state, records the first bad step and its
+did not converge, is *not applied*: the segment returns the state before it, the first bad step and its
 relaxation status, and the host raises the typed error naming the epoch and step (:func:`dynlearn.learning.train`).
+Checking costs the happy path nothing per step: a guarded re-run finds the bad step only when the segment is bad.
 
 One compilation per scan length: a whole epoch, or segments of ``checkpoint_every`` steps and the remainder.
 """
@@ -75,16 +76,21 @@ def make_epoch(learner, optimizer: optax.GradientTransformation):
 
     ``x``, ``y``: the whole training set on the device; ``order``: ``(n, batch)`` sample indices; ``steps``: the ``n``
     global step numbers. Returns ``(params, rule_state, opt_state, per_step, bad)``: each metric per step (0 from the
-first bad step on) and
-    ``bad = {"index": first bad step in the segment or -1, "finite": ..., "relax_*": its status}``.
-    ``run.relaxations`` names the relaxations by ``relax_index``; with ``progress`` (static) each step advances the bar
-    in :data:`PROGRESS` through a host callback.
+    first bad step on) and ``bad = {"index": first bad step in the segment or -1, "finite": ..., "relax_*": its
+    status}``. ``run.relaxations`` names the relaxations by ``relax_index``; with ``progress`` (static) each step
+    advances the bar in :data:`PROGRESS` through a host callback.
+
+    Two scans share the step: the *fast* one carries the state on unconditionally and returns each step's metrics and
+    relaxation status; the segment is good when every status is converged, every metric finite and the final
+    parameters finite (a non-finite parameter stays non-finite: ``θ + u`` is NaN or inf whatever ``u`` is). Only when
+    it is not does the *guarded* scan re-run the segment from its start, checking every step and keeping the last
+    good state, to name the first bad step. The happy path thus pays no per-step check of the whole state.
     """
     relaxations: list[tuple[str, float | None]] = []
     body = step_body(learner, optimizer, relaxations)
 
     @eqx.filter_jit
-    def compiled(params, rule_state, opt_state, x, y, order, steps, k_steps, progress=False):
+    def compiled(guarded, params, rule_state, opt_state, x, y, order, steps, k_steps, progress=False):
         # the scan carries arrays only: layers with non-array fields (pooling's callables, say) stay outside it
         arrays, static = eqx.partition((params, rule_state, opt_state), eqx.is_array)
 
@@ -93,6 +99,10 @@ first bad step on) and
             params, rule_state, opt_state = eqx.combine(arrays, static)
             idx, step = inp
             new = body(params, rule_state, opt_state, x[idx], y[idx], jax.random.fold_in(k_steps, step))
+            if progress:
+                jax.debug.callback(_tick, step)
+            if not guarded:
+                return (eqx.filter(new[:3], eqx.is_array), bad), new[3]
             metrics = dict(new[3])
             status = {k: metrics.pop(k) for k in _STATUS_KEYS if k in metrics}
             finite = _all_finite(new[0]) & _all_finite(metrics)
@@ -101,20 +111,26 @@ first bad step on) and
             bad = _select(first_bad, {"index": step, "finite": finite, **status}, bad)
             keep = bad["index"] < 0
             params, rule_state, opt_state = _select(keep, new[:3], (params, rule_state, opt_state))
-            if progress:
-                jax.debug.callback(_tick, step)
             return (eqx.filter((params, rule_state, opt_state), eqx.is_array), bad), {k: jnp.where(keep, v, 0.0) for k, v in metrics.items()}
 
         shapes = eqx.filter_eval_shape(body, params, rule_state, opt_state, x[order[0]], y[order[0]], k_steps)[3]
         bad = {"index": jnp.asarray(-1, steps.dtype), "finite": jnp.asarray(True)}
-        if any(k in shapes for k in _STATUS_KEYS):
+        if guarded and any(k in shapes for k in _STATUS_KEYS):
             bad.update({k: jnp.zeros(shapes[k].shape, shapes[k].dtype) for k in _STATUS_KEYS})
         (arrays, bad), per_step = jax.lax.scan(scan_step, (arrays, bad), (order, steps))
         params, rule_state, opt_state = eqx.combine(arrays, static)
+        if not guarded:
+            bad["finite"] = _all_finite(params)
         return params, rule_state, opt_state, per_step, bad
 
     def run(params, rule_state, opt_state, x, y, order, steps, k_steps, progress=False):
-        return compiled(params, rule_state, opt_state, x, y, order, steps, k_steps, progress)
+        out = compiled(False, params, rule_state, opt_state, x, y, order, steps, k_steps, progress)
+        per_step = {k: v for k, v in out[3].items() if k not in _STATUS_KEYS}
+        status = out[3].get("relax_status")
+        good = bool(out[4]["finite"]) and all(bool(jnp.all(jnp.isfinite(v))) for v in per_step.values())
+        if good and (status is None or bool(jnp.all(status == CONVERGED))):
+            return (*out[:3], per_step, out[4])
+        return compiled(True, params, rule_state, opt_state, x, y, order, steps, k_steps, False)
 
     run.relaxations = relaxations
     return run

@@ -60,6 +60,32 @@ def test_a_bad_step_stops_training_naming_epoch_and_step(small):
         train(learner, small, hidden=(8,), epochs=3, batch_size=32, lr=1e-2, progress=False)
 
 
+def test_the_state_returned_after_a_bad_step_is_the_one_before_it(small):
+    """The scan carries the state on unconditionally; the segment recomputes the state before the first bad step."""
+    import optax
+
+    from dynlearn.compiled_epoch import make_epoch
+    from dynlearn.learning import init_params
+
+    learner = Learner("counting", CountingBP(bad_from=3), defaults={"activation": "tanh"})
+    opt = optax.sgd(1e-2)
+    params = init_params(learner, jax.random.key(0), (64, 8, 10))
+    state = (params, learner.rule.init(None, params), opt.init(eqx.filter(params, eqx.is_inexact_array)))
+    x, y, key = jnp.asarray(small.x_train), jnp.asarray(small.y_train), jax.random.key(1)
+    order = jnp.arange(160).reshape(5, 32)
+    run = make_epoch(learner, opt)
+    *after, _, bad = run(*state, x, y, order, jnp.arange(10, 15, dtype=jnp.int32), key)
+    assert int(bad["index"]) == 13 and not bool(bad["finite"])  # the fourth step, global number 13
+    *three, _, good = run(*state, x, y, order[:3], jnp.arange(10, 13, dtype=jnp.int32), key)
+    assert int(good["index"]) == -1 and int(after[1]) == 3
+    for a, b in zip(jax.tree.leaves(eqx.filter(after, eqx.is_array)), jax.tree.leaves(eqx.filter(three, eqx.is_array)), strict=True):
+        np.testing.assert_array_equal(a, b)
+    *same, _, bad = run(*three, x, y, order, jnp.arange(13, 18, dtype=jnp.int32), key)  # its first step is bad
+    assert int(bad["index"]) == 13
+    for a, b in zip(jax.tree.leaves(eqx.filter(same, eqx.is_array)), jax.tree.leaves(eqx.filter(three, eqx.is_array)), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_progress_bar_counts_every_step(small, capsys):
     train(get_learner("bp"), small, hidden=(8,), epochs=2, batch_size=32, lr=1e-2, progress=True)
     err = capsys.readouterr().err

@@ -232,6 +232,43 @@ def test_polish_without_a_root_raises():
     assert int(polish(no_root, jnp.array([0.5]), throw=False).status) in (NOT_STEADY, DIVERGED)
 
 
+def test_a_state_exactly_at_the_bound_is_inside_it():
+    """The bounded region is max|y| <= bound: a state resting on the bound (here a zero field at max|y| = 2) has not
+    diverged, in the steady mode (the event) and with a fixed budget (judged at t1)."""
+    rest = lambda t, y, args: jnp.zeros_like(y)  # noqa: E731
+    y0 = jnp.array([2.0, -1.0])
+    assert int(relax(rest, y0, None, DEFAULT.replace(bound=2.0)).status) == CONVERGED
+    budget = DEFAULT.replace(solver="euler", dt0=0.1, t1=1.0, steady=False, bound=2.0)
+    assert int(relax(rest, y0, None, budget).status) == CONVERGED
+    assert int(relax(rest, y0, None, DEFAULT.replace(bound=1.99), throw=False).status) == DIVERGED
+
+
+def test_a_complex_state_relaxes_to_its_complex_equilibrium():
+    """dz/dt = c - z with complex c: integrated as the real pair (Re z, Im z) and returned complex, at z = c, on the
+    path z(t) = c (1 - e^{-t}) (a rescaled imaginary part would reach the same point on another path)."""
+    c = jnp.array([1.0 + 2.0j, -0.5 - 0.25j])
+    eq = relax(lambda t, z, args: args - z, jnp.zeros(2, jnp.complex64), c, DEFAULT, save_ts=jnp.array([0.5, 1.0]))
+    assert jnp.iscomplexobj(eq.state) and int(eq.status) == CONVERGED
+    np.testing.assert_allclose(np.asarray(eq.state), np.asarray(c), atol=1e-4)
+    path = np.asarray(c)[None] * (1 - np.exp(-np.array([0.5, 1.0])))[:, None]
+    np.testing.assert_allclose(np.asarray(eq.ys), path, atol=1e-4)
+
+
+def test_simulate_saves_both_ends_and_raises_by_default():
+    """Without a ts grid the trajectory holds t0 and t1 (y' = -y from 1: 1 and e^-1); a NaN final state raises
+    unless throw=False."""
+    from dynlearn.dynamics import simulate
+    from dynlearn.errors import DivergedError
+
+    traj = simulate(lambda t, y, a: -y, jnp.ones(()), t1=1.0, dt0=0.01, solver="tsit5")
+    np.testing.assert_allclose(np.asarray(traj.ts), [0.0, 1.0])
+    np.testing.assert_allclose(np.asarray(traj.ys), [1.0, np.exp(-1.0)], rtol=1e-4)
+    blow = lambda t, y, a: y * jnp.nan  # noqa: E731
+    with pytest.raises(DivergedError, match="NaN/inf in the final state"):
+        simulate(blow, jnp.ones(()), t1=1.0, dt0=0.1, solver="euler")
+    assert not np.isfinite(float(simulate(blow, jnp.ones(()), t1=1.0, dt0=0.1, solver="euler", throw=False).final))
+
+
 # ----------------------------------------------------------------------------- theorems: verdicts and criteria
 
 
