@@ -20,17 +20,16 @@ per epoch (the first epoch includes compilation). Fashion-MNIST comes from the D
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
-import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 
 import jax  # noqa: E402
 
 from dynlearn.data import Dataset, load  # noqa: E402
-from dynlearn.learning import evaluate, train  # noqa: E402
+from dynlearn.figures.lenet_fashion import train_with_validation  # noqa: E402
+from dynlearn.learning import train  # noqa: E402
 from dynlearn.networks import lenet5  # noqa: E402
 from dynlearn.rules import get_learner  # noqa: E402
 
@@ -40,33 +39,15 @@ def fashion_images(n_train: int | None, n_test: int | None) -> Dataset:
     return load("fashion_mnist", n_train=n_train, n_test=n_test).as_images((1, 28, 28))
 
 
-def split_validation(data: Dataset, n_val: int) -> tuple[Dataset, Dataset]:
-    """``(train on the first images, validation = the last n_val training images as its test set)`` and the data."""
-    cut = data.x_train.shape[0] - n_val
-    head = dataclasses.replace(data, x_train=data.x_train[:cut], y_train=data.y_train[:cut], labels_train=data.labels_train[:cut])
-    val = (data.x_train[cut:], data.y_train[cut:])
-    return dataclasses.replace(head, x_test=val[0], y_test=val[1], labels_test=data.labels_train[cut:]), data
-
-
 def run(rule: str, data: Dataset, args) -> dict:
+    if args.validation:
+        return {"rule": rule, **train_with_validation(rule, data, n_validation=args.validation, epochs=args.epochs, seed=args.seed,
+                                                      lr=args.lr, batch_size=args.batch_size, loss=args.loss, activation=args.activation)}
     learner = get_learner(rule, activation=args.activation, loss=args.loss)
     network = lenet5(key=jax.random.key(args.seed), activation=args.activation)
-    kw = dict(network=network, batch_size=args.batch_size, lr=args.lr, seed=args.seed, progress=False)
-    if not args.validation:
-        _, hist = train(learner, data, epochs=args.epochs, **kw)
-        return {"rule": rule, "test_accuracy": [float(a) for a in hist.test_accuracy.values],
-                "train_accuracy": float(hist.train_accuracy.values[-1]), "seconds": [float(s) for s in hist.seconds.values]}
-    fit, full = split_validation(data, args.validation)
-    val_acc, test_acc = [], []
-    with tempfile.TemporaryDirectory() as run_dir:
-        for epoch in range(1, args.epochs + 1):
-            params, hist = train(learner, fit, epochs=epoch, checkpoint_dir=run_dir, resume=epoch > 1, **kw)
-            val_acc.append(float(hist.test_accuracy.values[-1]))
-            test_acc.append(evaluate(learner, params, full.x_test, full.y_test)["accuracy"])
-    best = max(range(len(val_acc)), key=val_acc.__getitem__)
-    return {"rule": rule, "validation_accuracy": val_acc, "test_accuracy": test_acc, "best_epoch": best + 1,
-            "test_error_at_best": 100 * (1 - test_acc[best]), "train_accuracy": float(hist.train_accuracy.values[-1]),
-            "seconds": [float(s) for s in hist.seconds.values]}
+    _, hist = train(learner, data, network=network, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, progress=False)
+    return {"rule": rule, "test_accuracy": [float(a) for a in hist.test_accuracy.values],
+            "train_accuracy": float(hist.train_accuracy.values[-1]), "seconds": [float(s) for s in hist.seconds.values]}
 
 
 def table(rows: list[dict], epochs: int) -> str:
