@@ -50,7 +50,8 @@ EOF
 
 cd "$work"
 echo "mutation testing ${modules[*]} against $tests (copy in $work)"
-"$py" -m pytest -x -q -p no:cacheprovider $tests >/dev/null || { echo "mutation.sh: the test subset fails on the unmutated code" >&2; exit 2; }
+"$py" -m pytest -x -q -p no:cacheprovider $tests >"$work/precheck.log" 2>&1 || {
+    echo "mutation.sh: the test subset fails on the unmutated code; the end of its output:" >&2; tail -n 40 "$work/precheck.log" >&2; exit 2; }
 "$py" -m cosmic_ray.cli init cosmic-ray.toml session.sqlite
 "$py" scripts/mutation_filter.py session.sqlite --sample "${SAMPLE:-0}" --seed "${SAMPLE_SEED:-0}"
 "$py" -m cosmic_ray.cli exec cosmic-ray.toml session.sqlite
