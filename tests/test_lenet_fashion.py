@@ -6,7 +6,7 @@ import pytest
 
 from dynlearn import ConfigError
 from dynlearn.data import Dataset
-from dynlearn.figures.lenet_fashion import best_validation_epoch, split_validation
+from dynlearn.figures.lenet_fashion import best_validation_epoch, split_validation, train_with_validation
 
 
 def _data(n_train=10, n_test=4):
@@ -33,3 +33,9 @@ def test_the_best_epoch_is_the_first_of_the_highest_validation_accuracy():
     assert best_validation_epoch([0.5, 0.8, 0.7, 0.8]) == 1
     assert best_validation_epoch([0.9, 0.1]) == 0
 
+
+
+@pytest.mark.parametrize("epochs", [0, -2, 1.5])
+def test_a_run_of_no_epochs_is_named_before_any_work(epochs):
+    with pytest.raises(ConfigError, match="epochs must be an integer >= 1"):
+        train_with_validation("bp", _data(), n_validation=3, epochs=epochs)

@@ -39,8 +39,8 @@ LABELS = {"bp": "BP", "fa": "FA", "dfa": "DFA", "usf": "uSF", "brsf": "brSF", "f
 
 
 def split_validation(data, n_validation: int):
-    """``(fit, validation)``: ``fit`` trains on all but the last ``n_validation`` training images and carries them as
-    its test set; ``validation`` is ``(x, y)`` of the original test set."""
+    """``(fit, (x_test, y_test))``: ``fit`` trains on all but the last ``n_validation`` training images and carries
+    them as its test set (the validation set); ``(x_test, y_test)`` is the original test set, kept apart."""
     cut = data.x_train.shape[0] - n_validation
     if not 0 < cut < data.x_train.shape[0]:
         raise ConfigError(f"n_validation must be in (0, {data.x_train.shape[0]}), got {n_validation}")
@@ -68,6 +68,9 @@ def train_with_validation(rule: str, data, *, n_validation: int, epochs: int, se
     import jax
 
     from ..learning import evaluate, train
+
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ConfigError(f"epochs must be an integer >= 1, got {epochs!r}")
     from ..networks import lenet5
     from ..rules import get_learner
 
