@@ -14,6 +14,7 @@ uninterrupted run), and the test error of the best validation epoch is reported.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import tempfile
 
 import numpy as np
@@ -41,6 +42,8 @@ LABELS = {"bp": "BP", "fa": "FA", "dfa": "DFA", "usf": "uSF", "brsf": "brSF", "f
 def split_validation(data, n_validation: int):
     """``(fit, (x_test, y_test))``: ``fit`` trains on all but the last ``n_validation`` training images and carries
     them as its test set (the validation set); ``(x_test, y_test)`` is the original test set, kept apart."""
+    if isinstance(n_validation, bool) or not isinstance(n_validation, numbers.Integral):
+        raise ConfigError(f"n_validation must be an integer, got {n_validation!r}")
     cut = data.x_train.shape[0] - n_validation
     if not 0 < cut < data.x_train.shape[0]:
         raise ConfigError(f"n_validation must be in (0, {data.x_train.shape[0]}), got {n_validation}")
@@ -68,15 +71,14 @@ def train_with_validation(rule: str, data, *, n_validation: int, epochs: int, se
     import jax
 
     from ..learning import evaluate, train
-
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ConfigError(f"epochs must be an integer >= 1, got {epochs!r}")
     from ..networks import lenet5
     from ..rules import get_learner
 
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ConfigError(f"epochs must be an integer >= 1, got {epochs!r}")
+    fit, (x_test, y_test) = split_validation(data, n_validation)  # checks n_validation before anything is built
     learner = get_learner(rule, activation=activation, loss=loss)
     network = lenet5(key=jax.random.key(seed), activation=activation, in_shape=data.sample_shape)
-    fit, (x_test, y_test) = split_validation(data, n_validation)
     val, test, seconds = [], [], []
     with tempfile.TemporaryDirectory() as run_dir:
         for epoch in range(1, epochs + 1):
