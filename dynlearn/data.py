@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .errors import DynlearnError, NonFiniteError, ShapeError, UnknownNameError
+from . import draws
 
 
 class DataUnavailableError(DynlearnError, FileNotFoundError):
@@ -157,8 +158,8 @@ def teacher_student(
     key = jax.random.key(seed)
     kt, kx, kn = jax.random.split(key, 3)
     teacher = init_network(sizes, key=kt, activation=activation, scheme="lecun")
-    x = jax.random.uniform(kx, (n_train + n_test, sizes[0]), minval=-1.0, maxval=1.0)
-    y = teacher(x) + noise * jax.random.normal(kn, (n_train + n_test, sizes[-1]))
+    x = draws.uniform(kx, (n_train + n_test, sizes[0]), minval=-1.0, maxval=1.0)
+    y = teacher(x) + noise * draws.normal(kn, (n_train + n_test, sizes[-1]))
     x, y = np.asarray(x, np.float32), np.asarray(y, np.float32)
     return Dataset(f"teacher_student_{'-'.join(map(str, sizes))}", x[:n_train], y[:n_train], x[n_train:], y[n_train:])
 

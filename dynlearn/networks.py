@@ -28,6 +28,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .errors import ConfigError, NonFiniteError, ShapeError, UnknownNameError
+from . import draws
 
 
 def _hard_sigmoid(x):
@@ -295,21 +296,21 @@ def init_network(
         kw, kb = keys[2 * l], keys[2 * l + 1]
         shape = (n_out, n_in)
         if scheme == "xavier":
-            w = gain * jnp.sqrt(2.0 / (n_in + n_out)) * jax.random.normal(kw, shape, dtype)
+            w = gain * jnp.sqrt(2.0 / (n_in + n_out)) * draws.normal(kw, shape, dtype)
         elif scheme == "lecun":
-            w = gain / jnp.sqrt(n_in) * jax.random.normal(kw, shape, dtype)
+            w = gain / jnp.sqrt(n_in) * draws.normal(kw, shape, dtype)
         elif scheme == "uniform":
-            w = jax.random.uniform(kw, shape, dtype, -gain, gain)
+            w = draws.uniform(kw, shape, dtype, -gain, gain)
         elif scheme == "fan_in_uniform":
             bound = gain / math.sqrt(n_in)
-            w = jax.random.uniform(kw, shape, dtype, -bound, bound)
+            w = draws.uniform(kw, shape, dtype, -bound, bound)
         else:
             w = gain * jax.nn.initializers.orthogonal()(kw, shape, dtype)
         weights.append(w)
         if scheme == "fan_in_uniform":
-            biases.append(jax.random.uniform(kb, (n_out,), dtype, -bound, bound))
+            biases.append(draws.uniform(kb, (n_out,), dtype, -bound, bound))
         else:
-            biases.append(bias_scale * jax.random.normal(kb, (n_out,), dtype))
+            biases.append(bias_scale * draws.normal(kb, (n_out,), dtype))
     return Network.from_matrices(weights, biases, activation)
 
 

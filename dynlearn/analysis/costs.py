@@ -29,6 +29,7 @@ import xarray as xr
 
 from ..learning import init_params, make_optimizer, make_step
 from ..rules import get_learner, learner_names
+from .. import draws
 
 COUNTS = ("flops", "macs", "transcendentals", "bytes_accessed", "argument_bytes", "output_bytes", "temp_bytes", "peak_bytes", "loops", "step_ms")
 
@@ -42,7 +43,7 @@ def _compiled_step(learner, sizes: Sequence[int], batch: int, seed: int):
     opt_state = opt.init(eqx.filter(params, eqx.is_inexact_array))
     step = make_step(learner, opt)
     kx, ky, kk = jax.random.split(jax.random.key(seed + 1), 3)
-    x = jax.random.uniform(kx, (batch, sizes[0]))
+    x = draws.uniform(kx, (batch, sizes[0]))
     y = jax.nn.one_hot(jax.random.randint(ky, (batch,), 0, sizes[-1]), sizes[-1])
     dyn, static = eqx.partition((params, rule_state, opt_state), eqx.is_array)
 

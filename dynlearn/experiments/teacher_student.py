@@ -19,6 +19,7 @@ from ..models.base import Data
 from ..models.microcircuit import Microcircuit, PatternStream, Plasticity, plastic_weights, preset, save_plastic, simulate_learning, with_weights
 from ..networks import activation as get_activation
 from .common import free_steady_state
+from .. import draws
 
 SIZES = (30, 50, 10)
 
@@ -38,8 +39,8 @@ def sacramento_teacher(key, n_in: int = 30, n_hidden: int = 20, n_out: int = 10,
     Returns ``u_trgt(x)``."""
     phi = get_activation(activation)
     k1, k2 = jax.random.split(key)
-    w10 = jax.random.uniform(k1, (n_hidden, n_in), minval=-1.0, maxval=1.0)
-    w21 = jax.random.uniform(k2, (n_out, n_hidden), minval=-1.0, maxval=1.0)
+    w10 = draws.uniform(k1, (n_hidden, n_in), minval=-1.0, maxval=1.0)
+    w21 = draws.uniform(k2, (n_out, n_hidden), minval=-1.0, maxval=1.0)
     return lambda x: k21 * phi(k10 * x @ w10.T) @ w21.T
 
 
@@ -52,8 +53,8 @@ def _solvers(params, stream: Data, ts, x_test, r_test, *, t1, dt, eta_out, eta_l
             SIZES, key=key, params=params, activation="sacramento_softplus", output_activation="sacramento_softplus",
             top_down="random", prospective=prospective, le_iterations=le_iterations,
         )
-        w1 = jax.random.uniform(jax.random.fold_in(key, 1), m.weights[0].shape, minval=-hidden_scale, maxval=hidden_scale)
-        w2 = jax.random.uniform(jax.random.fold_in(key, 2), m.weights[1].shape, minval=-output_scale, maxval=output_scale)
+        w1 = draws.uniform(jax.random.fold_in(key, 1), m.weights[0].shape, minval=-hidden_scale, maxval=hidden_scale)
+        w2 = draws.uniform(jax.random.fold_in(key, 2), m.weights[1].shape, minval=-output_scale, maxval=output_scale)
         return eqx.tree_at(lambda q: q.weights, m, (w1, w2))
 
     def run(key, eta_h, transpose, prospective):
@@ -136,8 +137,8 @@ def teacher_student_experiment(
     params = preset(preset_name).as_arrays()
     kt, kx, kxt = jax.random.split(jax.random.key(seed), 3)
     teacher = sacramento_teacher(kt)
-    x = jax.random.uniform(kx, (n_patterns, SIZES[0]), minval=-1.0, maxval=1.0)
-    x_test = jax.random.uniform(kxt, (n_test, SIZES[0]), minval=-1.0, maxval=1.0)
+    x = draws.uniform(kx, (n_patterns, SIZES[0]), minval=-1.0, maxval=1.0)
+    x_test = draws.uniform(kxt, (n_test, SIZES[0]), minval=-1.0, maxval=1.0)
     r_test = phi(teacher(x_test))
     stream = Data(None, None, 1.0, PatternStream(x, teacher(x), t_pres))
     t1 = n_patterns * t_pres

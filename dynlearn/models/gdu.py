@@ -33,6 +33,7 @@ from jaxtyping import Array
 from ..config import NEWTON, RelaxConfig
 from ..dynamics import Equilibrium
 from .base import Data, DynamicalModel, equilibrium
+from .. import draws
 
 
 class PrototypicalRNN(DynamicalModel):
@@ -77,10 +78,10 @@ def init_prototypical(key, n_in: int, n_hidden: int, n_out: int, *, w_norm: floa
     """A random prototypical RNN with state size ``n_hidden + n_out``, square ``W`` rescaled to ``||W||_2 = w_norm``."""
     n = n_hidden + n_out
     kw, ku, kb = jax.random.split(key, 3)
-    W = jax.random.normal(kw, (n, n))
+    W = draws.normal(kw, (n, n))
     W = w_norm * W / jnp.linalg.norm(W, 2)
-    U = u_scale * jax.random.normal(ku, (n, n_in)) / jnp.sqrt(n_in)
-    b = b_scale * jax.random.normal(kb, (n,))
+    U = u_scale * draws.normal(ku, (n, n_in)) / jnp.sqrt(n_in)
+    b = b_scale * draws.normal(kb, (n,))
     return PrototypicalRNN(W, U, b, n_out)
 
 

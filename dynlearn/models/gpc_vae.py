@@ -31,6 +31,7 @@ from ..config import RelaxConfig
 from .base import Data
 from .gpc import layer_families
 from .gpc_transformer import ChainGPC, adam_training, gpc_gradient, key_rng
+from .. import draws
 
 #: the VAE experiment's inference: 1000 Euler steps of 0.02 (t = 20). The latent node's curvature, about 1 + |W_3|^2,
 #: grows to ~50 in training and bounds the stable step; the slow modes are the logits of saturated pixels (curvature
@@ -135,7 +136,7 @@ def train_vae(x_train, x_test, *, method: str, epochs: int, batch: int = 64, lr:
     weight = nudge if output == "nudged" else 1.0
 
     def grad_fn(p, xb, yb, key):
-        eps = jax.random.normal(key, (xb.shape[0], latent), dtype)
+        eps = draws.normal(key, (xb.shape[0], latent), dtype)
         if method == "bp":
             return eqx.filter_grad(lambda q: negative_elbo(q, xb, eps) / xb.shape[0])(p), jnp.zeros((), dtype)
         g, res = gpc_gradient(vae_gpc(p, eps, output=output, output_family=output_family), Data(xb, yb, jnp.asarray(nudge, dtype)), config)

@@ -61,6 +61,7 @@ from jaxtyping import Array
 from ..errors import ConfigError, ShapeError
 from ..networks import Network, init_network, matvec
 from .base import Data, DynamicalModel
+from .. import draws
 
 # reference conductances (PAL MC defaults)
 G_LEAK, G_BASAL, G_APICAL = 0.03, 0.1, 0.06
@@ -302,5 +303,5 @@ def init_pal(sizes, *, key: Array, activation: str = "logistic", scale: float = 
     k_w, k_b = jax.random.split(key)
     net = init_network(sizes, key=k_w, activation=activation, scheme="uniform", gain=scale, dtype=dtype)
     keys = jax.random.split(k_b, len(sizes) - 2)
-    fb = tuple(jax.random.uniform(k, shape, dtype, -scale, scale) for k, shape in zip(keys, feedback_shapes(sizes)))
+    fb = tuple(draws.uniform(k, shape, dtype, -scale, scale) for k, shape in zip(keys, feedback_shapes(sizes)))
     return pal_state(model or PAL(), net, fb, x0)

@@ -49,6 +49,7 @@ from ..losses import mse_loss
 from ..networks import Network, activation
 from ..rules.base import LEARNERS, Learner, Rule
 from .base import Data, DynamicalModel, equilibrium
+from .. import draws
 
 
 def positive_forward(network: Network, x: Array, rate: str = "linear") -> list[Array]:
@@ -215,7 +216,7 @@ def init_positive_params(key, network: Network, feedback: str = "learned", rate:
         return PositiveParams(network, (), rate)
     ws = network.weights[1:]
     keys = jax.random.split(key, max(len(ws), 1))
-    return PositiveParams(network, tuple(scale * jnp.sqrt(2.0 / sum(w.shape)) * jax.random.normal(k, w.shape, w.dtype) for k, w in zip(keys, ws)), rate)
+    return PositiveParams(network, tuple(scale * jnp.sqrt(2.0 / sum(w.shape)) * draws.normal(k, w.shape, w.dtype) for k, w in zip(keys, ws)), rate)
 
 
 def _predict(params: PositiveParams, x):

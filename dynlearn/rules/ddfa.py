@@ -33,11 +33,12 @@ from ..losses import get_loss
 from ..models.base import Data
 from ..networks import Network
 from .base import LEARNERS, Learner, Rule
+from .. import draws
 
 
 def _normal_directions(key: PRNGKeyArray, shape, dtype) -> Array:
     """Directions :math:`u \\sim \\mathcal N(0, I)` (so :math:`E[u u^\\top] = I`)."""
-    return jax.random.normal(key, shape, dtype)
+    return draws.normal(key, shape, dtype)
 
 
 def output_from(net: Network, l: int, h: Array) -> Array:
@@ -78,7 +79,7 @@ class DirectionalDFA(Rule):
         n_out = params.sizes[-1]
         keys = jax.random.split(key, max(params.depth - 1, 1))
         dtype = jax.tree.leaves(eqx.filter(params, eqx.is_inexact_array))[0].dtype
-        return tuple(math.sqrt(2.0 / (n_out + n)) * jax.random.normal(k, (n_out, n), dtype) for k, n in zip(keys, params.sizes[1:-1]))
+        return tuple(math.sqrt(2.0 / (n_out + n)) * draws.normal(k, (n_out, n), dtype) for k, n in zip(keys, params.sizes[1:-1]))
 
     def update(self, params: Network, rule_state, batch: Data, key):
         x, y = batch.x, batch.y

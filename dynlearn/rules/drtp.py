@@ -34,6 +34,7 @@ from ..losses import get_loss
 from ..models.base import Data
 from ..networks import Network
 from .base import LEARNERS, Learner, Rule
+from .. import draws
 
 
 def local_gradients(net: Network, inputs: Sequence[jax.Array], signals: Sequence[jax.Array]) -> Network:
@@ -90,7 +91,7 @@ def target_projections(key, net: Network) -> tuple[jax.Array, ...]:
     n_out = net.sizes[-1]
     keys = jax.random.split(key, max(net.depth - 1, 1))
     dtype = next((a.dtype for a in jax.tree.leaves(net) if eqx.is_inexact_array(a)), jnp.float32)
-    return tuple(jax.random.normal(k, (n_out, *shape), dtype) / math.sqrt(n_out) for k, shape in zip(keys, net.shapes[1:-1]))
+    return tuple(draws.normal(k, (n_out, *shape), dtype) / math.sqrt(n_out) for k, shape in zip(keys, net.shapes[1:-1]))
 
 
 class DirectRandomTargetProjection(Rule):

@@ -44,6 +44,7 @@ from .feedback.network import (
     weight_arrays,
     zeros_update,
 )
+from .. import draws
 
 
 #: the trained PyTree of ``dtp``/``fwdtp`` is the feedback family's: the forward ``network`` and the feedback layers,
@@ -128,7 +129,7 @@ class DifferenceTargetPropagation(Rule):
             return zeros_update(params.feedback)
         net = stop_gradient(params.network)
         keys = jax.random.split(key, len(params.feedback))
-        noisy = [hs[l - 1] + self.sigma * jax.random.normal(keys[l - 2], hs[l - 1].shape, hs[l - 1].dtype) for l in range(2, net.depth + 1)]
+        noisy = [hs[l - 1] + self.sigma * draws.normal(keys[l - 2], hs[l - 1].shape, hs[l - 1].dtype) for l in range(2, net.depth + 1)]
         outs = [jax.lax.stop_gradient(layer_map(net, l, noisy[l - 2])) for l in range(2, net.depth + 1)]
 
         def reconstruction(feedback):

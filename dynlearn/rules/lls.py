@@ -32,6 +32,7 @@ from ..models.base import Data
 from ..networks import Network
 from .base import LEARNERS, Learner, Rule
 from .drtp import local_gradients, output_error
+from .. import draws
 
 WAVEFORMS = ("cosine", "square")
 MODULATIONS = (None, "m", "mxm")
@@ -115,8 +116,8 @@ def init_modulation(key, network: Network, modulation: str | None) -> tuple:
     dtype = next((a.dtype for a in jax.tree.leaves(network) if eqx.is_inexact_array(a)), jnp.float32)
     keys = jax.random.split(key, max(network.depth - 1, 1))[: network.depth - 1]
     if modulation == "m":
-        return tuple(1.0 + 0.01 * jax.random.normal(k, (c,), dtype) for k in keys)
-    return tuple(jnp.eye(c, dtype=dtype) + 0.01 * jax.random.normal(k, (c, c), dtype) for k in keys)
+        return tuple(1.0 + 0.01 * draws.normal(k, (c,), dtype) for k in keys)
+    return tuple(jnp.eye(c, dtype=dtype) + 0.01 * draws.normal(k, (c, c), dtype) for k in keys)
 
 
 def _predict(params: LocalParams, x):

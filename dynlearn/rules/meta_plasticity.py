@@ -42,6 +42,7 @@ from ..losses import cross_entropy_loss, get_loss
 from ..models.base import Data
 from ..networks import Network
 from .base import LEARNERS, Learner, Rule
+from .. import draws
 
 #: the local terms, in the order of ``coefficients``
 TERMS = ("fa", "hebb", "oja", "err", "decay")
@@ -53,7 +54,7 @@ def random_feedback(key: PRNGKeyArray, sizes, dtype) -> tuple[Array, ...]:
     """Fixed random ``B_l`` of shape ``(n_l, n_{l-1})`` (the layout of ``W_l``) for ``l = 1..L``, entries
     N(0, 2/(n_l + n_{l-1})) (Xavier, as FA's feedback)."""
     keys = jax.random.split(key, len(sizes) - 1)
-    return tuple(math.sqrt(2.0 / (a + b)) * jax.random.normal(k, (b, a), dtype) for k, a, b in zip(keys, sizes[:-1], sizes[1:]))
+    return tuple(math.sqrt(2.0 / (a + b)) * draws.normal(k, (b, a), dtype) for k, a, b in zip(keys, sizes[:-1], sizes[1:]))
 
 
 def plasticity_terms(net: Network, feedback, x: Array, y: Array, loss: Callable) -> tuple[list[Array], list[Array], Array]:

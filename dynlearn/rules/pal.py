@@ -34,6 +34,7 @@ from ..networks import Network, init_network, linear_layer, matvec
 from .base import LEARNERS, Learner, Rule
 from .feedback.mechanism import feedback_call
 from .feedback.network import random_feedback
+from .. import draws
 
 
 class PALParams(eqx.Module):
@@ -104,7 +105,7 @@ def backward_update(model: PAL, network: Network, feedback, x: Array, key, *, t_
         k0, k1 = jax.random.split(k)
         s0 = pal_state(noise_model, top, feedback, xs)
         xi_keys = jax.random.split(k0, len(s0.xi))
-        xi0 = tuple((model.sigma / jnp.sqrt(2.0) * jax.random.normal(kk, a.shape, a.dtype)).astype(a.dtype) for kk, a in zip(xi_keys, s0.xi))
+        xi0 = tuple((model.sigma / jnp.sqrt(2.0) * draws.normal(kk, a.shape, a.dtype)).astype(a.dtype) for kk, a in zip(xi_keys, s0.xi))
         s0 = eqx.tree_at(lambda s: s.xi, s0, xi0)
         final, _ = run_patterns(noise_model, s0, xs[None], None, k1, t_noise, dt, "euler", "unsafe", None, 0.0)
         return tuple(((b1 - b0) / t_noise).astype(b0.dtype) for b1, b0 in zip(final.feedback, feedback))

@@ -34,6 +34,7 @@ from ..models.base import Data
 from ..networks import Network
 from .base import LEARNERS, Learner, Rule
 from .drtp import local_gradients, output_error
+from .. import draws
 
 
 def modulated_input(x: jax.Array, e: jax.Array, projection: jax.Array, in_shape: tuple[int, ...]) -> jax.Array:
@@ -60,7 +61,7 @@ class Pepita(Rule):
         n_in, n_out = params.sizes[0], params.sizes[-1]
         dtype = next((a.dtype for a in jax.tree.leaves(params) if eqx.is_inexact_array(a)), jnp.float32)
         bound = math.sqrt(6.0 / n_in)
-        return self.modulation * jax.random.uniform(key, (n_out, n_in), dtype, -bound, bound)
+        return self.modulation * draws.uniform(key, (n_out, n_in), dtype, -bound, bound)
 
     def update(self, params: Network, rule_state, batch: Data, key):
         x, y = batch.x, batch.y

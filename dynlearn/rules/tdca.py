@@ -44,6 +44,7 @@ from ..models.base import Data
 from ..networks import Network
 from .base import LEARNERS, Learner, Rule
 from .drtp import phi_prime
+from .. import draws
 
 
 class TopDown(eqx.Module):
@@ -87,7 +88,7 @@ def init_topdown(key, network: Network, rank: int | None = None, scale: float = 
     hidden = sizes[1:-1]
     ds = tuple(diffusion(k, n, rank, dtype) for k, n in zip(jax.random.split(k_d, max(len(hidden), 1)), hidden))
     src = [sizes[-1] if pathway == "direct" else sizes[l + 1] for l in range(1, len(sizes) - 1)]
-    us = tuple((scale / math.sqrt(n)) * jax.random.normal(k, (d.shape[1], n), dtype)
+    us = tuple((scale / math.sqrt(n)) * draws.normal(k, (d.shape[1], n), dtype)
                for n, k, d in zip(src, jax.random.split(k_u, max(len(ds), 1)), ds))
     return TopDown(us, ds)
 

@@ -23,6 +23,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import ConfigError
+from .. import draws
 
 #: the parameters a ``kind = "train"`` point takes
 TRAIN_PARAMETERS = (
@@ -122,7 +123,7 @@ def train_point(
     acc = np.asarray(hist[metric])
     pruned = [evaluate(lrn, global_magnitude_prune(params, float(p), min_fraction=prune_min_fraction), dataset.x_test, dataset.y_test)
               for p in prune]
-    eps = np.asarray(jax.random.normal(jax.random.key(7_919 + seed), dataset.x_test.shape), dataset.x_test.dtype)
+    eps = np.asarray(draws.normal(jax.random.key(7_919 + seed), dataset.x_test.shape), dataset.x_test.dtype)
     noisy = [evaluate(lrn, params, dataset.x_test + float(s) * eps, dataset.y_test) for s in noise]
     name = metric.removeprefix("test_")
     return xr.Dataset(

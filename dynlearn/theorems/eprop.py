@@ -31,6 +31,7 @@ from ..models.spiking.recurrent import (
 from ..networks import init_network
 from .criteria import at_least, at_most, reported
 from .registry import Verdict, register_check
+from .. import draws
 
 
 def flat(tree) -> jax.Array:
@@ -93,11 +94,11 @@ def eprop_exact(*, sizes=(10, 14, 3), n_steps=30, batch=4, neurons=("lif", "alif
                 net = _net(sizes, seed, False, gain=1.5)
                 kx, ky, kk = jax.random.split(jax.random.key(seed + 7), 3)
                 if task == "classify":
-                    x = jax.random.uniform(kx, (batch, sizes[0]), jnp.float64)
+                    x = draws.uniform(kx, (batch, sizes[0]), jnp.float64)
                     y = jax.nn.one_hot(jnp.arange(batch) % sizes[-1], sizes[-1], dtype=jnp.float64)
                 else:
-                    x = (jax.random.uniform(kx, (n_steps, batch, sizes[0])) < 0.2).astype(jnp.float64)
-                    y = jnp.sin(jnp.linspace(0, 3, n_steps))[:, None, None] * jax.random.normal(ky, (1, batch, sizes[-1]), jnp.float64)
+                    x = (draws.uniform(kx, (n_steps, batch, sizes[0])) < 0.2).astype(jnp.float64)
+                    y = jnp.sin(jnp.linspace(0, 3, n_steps))[:, None, None] * draws.normal(ky, (1, batch, sizes[-1]), jnp.float64)
                 err, cos, rate = _compare(net, cfg, x, y, kk, eprop_fn)
                 rows.append((kind, task, seed, float(err), float(cos)))
                 spikes.append(float(rate))

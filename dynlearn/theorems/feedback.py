@@ -32,6 +32,7 @@ from ..networks import init_network, linear_layer
 from ..rules.feedback import FeedbackNetwork, fa_learner, init_feedback_network, kp_learner, mirror_update
 from .criteria import at_least, at_most, below, reported, within
 from .registry import Verdict, register_check
+from .. import draws
 
 #: the key of every training step of these checks (the rules under test draw no noise)
 _STEP_KEY = jax.random.key(0)
@@ -202,7 +203,7 @@ def _mirror_problem(sizes, seed):
     k_net, k_fb, k_noise = jax.random.split(jax.random.key(seed), 3)
     net = init_network(sizes, key=k_net, dtype=jnp.float64)
     keys = jax.random.split(k_fb, len(sizes) - 2)
-    fb = tuple(linear_layer(jax.random.normal(k, w.T.shape, jnp.float64).T, None) for k, w in zip(keys, net.weights[1:]))
+    fb = tuple(linear_layer(draws.normal(k, w.T.shape, jnp.float64).T, None) for k, w in zip(keys, net.weights[1:]))
     return net, fb, k_noise
 
 

@@ -34,6 +34,7 @@ from ..rules.feedback import FeedbackNetwork, dfa_learner
 from ..rules.pepita import effective_feedback, pepita_learner
 from .criteria import at_most, below, reported, within
 from .registry import Verdict, register_check
+from .. import draws
 
 _KEY = jax.random.key(0)
 #: the modulation strengths s of ``pepita_as_fa`` (F = s F_0)
@@ -43,7 +44,7 @@ _MODULATIONS = tuple(float(v) for v in np.logspace(-4, -1, 7))
 def _problem(sizes, batch, seed):
     k_net, k_x, k_y, k_f = jax.random.split(jax.random.key(seed), 4)
     net = init_network(sizes, key=k_net, bias_scale=0.1, dtype=jnp.float64)
-    x = jax.random.uniform(k_x, (batch, sizes[0]), jnp.float64)
+    x = draws.uniform(k_x, (batch, sizes[0]), jnp.float64)
     y = jax.nn.one_hot(jax.random.randint(k_y, (batch,), 0, sizes[-1]), sizes[-1], dtype=jnp.float64)
     return net, x, y, k_f
 

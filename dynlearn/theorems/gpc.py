@@ -28,6 +28,7 @@ from ..networks import init_network
 from .criteria import at_most
 from .pc import nudge_limit
 from .registry import Verdict, register_check
+from .. import draws
 
 #: the quick sweep of the nudge γ
 GAMMAS = tuple(np.logspace(-4, -1, 7))
@@ -36,11 +37,11 @@ GAMMAS = tuple(np.logspace(-4, -1, 7))
 def _problem(sizes, batch, seed, one_hot=False):
     k_net, k_x, k_y = jax.random.split(jax.random.key(seed), 3)
     net = init_network(sizes, key=k_net, activation="tanh", bias_scale=0.1, dtype=jnp.float64)
-    x = jax.random.normal(k_x, (batch, sizes[0]), jnp.float64)
+    x = draws.normal(k_x, (batch, sizes[0]), jnp.float64)
     if one_hot:
         y = jax.nn.one_hot(jax.random.randint(k_y, (batch,), 0, sizes[-1]), sizes[-1], dtype=jnp.float64)
     else:
-        y = jax.random.normal(k_y, (batch, sizes[-1]), jnp.float64)
+        y = draws.normal(k_y, (batch, sizes[-1]), jnp.float64)
     return net, x, y
 
 
@@ -69,7 +70,7 @@ def _gaussian_gaps(sizes, batch, seed, nudge, families, relax=True):
         pc, gpc = PredictiveCoding(net, mode), GeneralisedPC(net, families, mode)
         ref = pc.init_state(data)
         keys = jax.random.split(jax.random.fold_in(jax.random.key(700), seed), len(ref))
-        out.append(_gaps_at(pc, gpc, tuple(jax.random.normal(k, r.shape, r.dtype) for k, r in zip(keys, ref)), data))
+        out.append(_gaps_at(pc, gpc, tuple(draws.normal(k, r.shape, r.dtype) for k, r in zip(keys, ref)), data))
     if not relax:  # the comparison at random states only (NaN for the equilibrium figures)
         nan = jnp.full((), jnp.nan, x.dtype)
         return jnp.stack(out), jnp.full((3,), nan), jnp.stack([nan, nan])

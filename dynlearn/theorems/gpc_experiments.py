@@ -44,6 +44,7 @@ from ..models.gpc_vae import (
 )
 from .criteria import at_least, at_most, below, reported, within
 from .registry import Verdict, register_check
+from .. import draws
 
 #: the nudges of the quick limit sweeps (the full runs use seven)
 GAMMAS = (1e-4, 1e-3, 1e-2, 1e-1)
@@ -140,8 +141,8 @@ def gpc_vae_elbo_limit(*, n_in=8, hidden=6, latent=2, batch=3, seed=0, gammas=GA
     ``prior=False`` drops the prior term from the energy (a must-fail twin)."""
     k_net, k_x, k_e = jax.random.split(jax.random.key(seed), 3)
     net = init_vae(n_in, hidden, latent, key=k_net, dtype=jnp.float64)
-    x = jax.random.uniform(k_x, (batch, n_in), jnp.float64)
-    eps = jax.random.normal(k_e, (batch, latent), jnp.float64)
+    x = draws.uniform(k_x, (batch, n_in), jnp.float64)
+    eps = draws.normal(k_e, (batch, latent), jnp.float64)
     grads = eqx.filter_jit(eqx.filter_grad(negative_elbo))(net, x, eps)
     reference = {f"layer {l + 1}": (grads.w[l], grads.b[l]) for l in range(4)}
     model = vae_gpc(net, eps, output_family=output_family)

@@ -40,6 +40,7 @@ from ..models.hebbian.ib_memory import (
 )
 from .criteria import at_least, at_most, reported
 from .registry import Verdict, register_check
+from .. import draws
 
 # ----------------------------------------------------------------------------- activation_likelihood
 
@@ -50,9 +51,9 @@ def acg_samples(key, n, dim, spikes):
     :math:`\log p(x) = -\tfrac{d}{2}\log(x^\top\Sigma^{-1}x) = -\tfrac{d}{2}\log(1 - \sum_i \tfrac{\kappa_i}{1+\kappa_i}(u_i\cdot x)^2)`."""
     k_u, k_z = jax.random.split(key)
     kap = jnp.asarray(spikes, jnp.float64)
-    u = jnp.linalg.qr(jax.random.normal(k_u, (dim, dim)))[0][:, : kap.shape[0]]
+    u = jnp.linalg.qr(draws.normal(k_u, (dim, dim)))[0][:, : kap.shape[0]]
     root = jnp.eye(dim) + u @ jnp.diag(jnp.sqrt(1.0 + kap) - 1.0) @ u.T
-    x = unit(jax.random.normal(k_z, (n, dim)) @ root.T)
+    x = unit(draws.normal(k_z, (n, dim)) @ root.T)
     logp = -0.5 * dim * jnp.log(1.0 - jnp.sum(kap / (1.0 + kap) * (x @ u) ** 2, axis=-1))
     return x, logp, u
 
@@ -73,7 +74,7 @@ def activation_likelihood(*, dim=16, spikes=(9.0, 7.0, 5.0, 3.0), n=1500, t1=120
     for seed in seeds:
         key = jax.random.key(seed)
         x, logp, u = acg_samples(jax.random.fold_in(key, 1), 2 * n, dim, spikes)
-        w0 = init_scale * jnp.linalg.qr(jax.random.normal(jax.random.fold_in(key, 2), (dim, dim)))[0][:k]
+        w0 = init_scale * jnp.linalg.qr(draws.normal(jax.random.fold_in(key, 2), (dim, dim)))[0][:k]
         traj = hebbian_flow(w0, x[:n], t1=t1, dt0=dt0, competition=competition, ts=ts)
         x_test = x[n:]
         a_test = np.asarray(jax.vmap(lambda w, v=x_test: output_activation([w], v))(traj.ys))
@@ -149,8 +150,8 @@ def synthetic_stream(key, n, *, dim=5, classes=3, spread=0.5, hidden=6):
     """A labelled Gaussian-mixture stream ``s = (x, y)`` and a random tanh layer ``W`` (``(hidden, dim)``)."""
     k_l, k_m, k_x, k_w = jax.random.split(key, 4)
     labels = jax.random.randint(k_l, (n,), 0, classes)
-    x = jax.random.normal(k_m, (classes, dim))[labels] + spread * jax.random.normal(k_x, (n, dim))
-    w = jax.random.normal(k_w, (hidden, dim)) / jnp.sqrt(dim)
+    x = draws.normal(k_m, (classes, dim))[labels] + spread * draws.normal(k_x, (n, dim))
+    w = draws.normal(k_w, (hidden, dim)) / jnp.sqrt(dim)
     return jnp.concatenate([x, jax.nn.one_hot(labels, classes)], axis=1), w
 
 
@@ -185,8 +186,8 @@ def _reservoir_errors(seed, n, capacity, sizes, n_max, gamma, sigma, leak):
     key = jax.random.key(seed)
     stream, w = synthetic_stream(jax.random.fold_in(key, 1), n)
     k_g, k_in = jax.random.split(jax.random.fold_in(key, 2))
-    g = jax.random.normal(k_g, (n_max, n_max))
-    w_in = jax.random.normal(k_in, (n_max, stream.shape[1])) / jnp.sqrt(stream.shape[1])
+    g = draws.normal(k_g, (n_max, n_max))
+    w_in = draws.normal(k_in, (n_max, stream.shape[1])) / jnp.sqrt(stream.shape[1])
     k_fit = jax.random.fold_in(key, 3)
     errors = [modulator_errors(g, w_in, jnp.asarray(size), stream, w, k_fit, capacity, w.shape[1], gamma, sigma, leak) for size in sizes]
     return np.stack([np.asarray(e) for e in errors], axis=1), stream, w

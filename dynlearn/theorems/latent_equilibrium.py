@@ -18,6 +18,7 @@ from ..models.latent_equilibrium import LayeredLE, StepInput
 from ..networks import init_network
 from .criteria import above, at_least, at_most
 from .registry import Verdict, register_check
+from .. import draws
 
 
 def _le_readout(t, y, args):
@@ -28,8 +29,8 @@ def _le_readout(t, y, args):
 def _le_run(sizes, tau, dt, t_end, n_t, seed, model_cls, solver, step):
     kn, k0, k1 = jax.random.split(jax.random.key(seed), 3)
     net = init_network(sizes, key=kn, activation="tanh", scheme="lecun", gain=1.5, bias_scale=0.1, dtype=jnp.zeros(()).dtype)
-    x0 = jax.random.uniform(k0, (sizes[0],), minval=-1.0, maxval=1.0)
-    x1 = x0 + step * (jax.random.uniform(k1, (sizes[0],), minval=-1.0, maxval=1.0) - x0)
+    x0 = draws.uniform(k0, (sizes[0],), minval=-1.0, maxval=1.0)
+    x1 = x0 + step * (draws.uniform(k1, (sizes[0],), minval=-1.0, maxval=1.0) - x0)
     data = Data(None, stream=StepInput(x0, x1, 0.0))
     y_ff = net(x1)
     ts = jnp.linspace(0.0, t_end, n_t)

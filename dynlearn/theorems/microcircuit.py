@@ -29,6 +29,7 @@ from ..networks import linear_layer, matvec
 from ..rules.feedback.mechanism import feedback_call
 from .criteria import above, at_least, at_most, below, reported, within
 from .registry import Verdict, register_check
+from .. import draws
 
 #: the relaxation of every microcircuit check (the free and nudged steady states to max|du/dt| <= 1e-10)
 RELAX = THEOREM.replace(tol=1e-10, t1=1e5, max_steps=20_000)
@@ -66,7 +67,7 @@ def _sps_relaxation(model, random, x, key):
     """From random potentials: ``(max|v_A|, residual, time, max|v_A| along the relaxation, max|v_A| of ``random``)``."""
     data = free_data(model, x)
     leaves, treedef = jax.tree.flatten(model.init_state(data))
-    state0 = jax.tree.unflatten(treedef, [jax.random.normal(k, a.shape, a.dtype) for k, a in zip(jax.random.split(key, len(leaves)), leaves)])
+    state0 = jax.tree.unflatten(treedef, [draws.normal(k, a.shape, a.dtype) for k, a in zip(jax.random.split(key, len(leaves)), leaves)])
     eq = circuit_equilibrium(model, data, state0=state0)
     final = _max_abs(model.apical(0.0, eq.state, data))
     # the apical potentials along the relaxation (times after the steady state are inf: the final value holds)
@@ -102,7 +103,7 @@ def mc_sps_exact(
     (the measure sees a non-SPS circuit).
     """
     kx, km = jax.random.split(jax.random.key(seed))
-    x = jax.random.uniform(kx, (n_inputs, sizes[0]), minval=-1.0, maxval=1.0)
+    x = draws.uniform(kx, (n_inputs, sizes[0]), minval=-1.0, maxval=1.0)
     rows, curves, contrast = [], [], []
     for name in presets:
         params = preset(name).as_arrays()
@@ -184,9 +185,9 @@ def _apical_vs_error(model, params, eq_state, data, net):
 @functools.lru_cache(maxsize=16)
 def _feedback_sweep(sizes, lams, n_inputs, seed, top_down, model_cls, preset_name, model_transform):
     kx, ky, km = jax.random.split(jax.random.key(seed), 3)
-    x = jax.random.uniform(kx, (n_inputs, sizes[0]), minval=-1.0, maxval=1.0)
+    x = draws.uniform(kx, (n_inputs, sizes[0]), minval=-1.0, maxval=1.0)
     base = model_cls.create(sizes, key=km, params=preset(preset_name).as_arrays(), top_down=top_down, lateral="sps")
-    y = base.effective_network()(x) + 0.5 * jax.random.normal(ky, (n_inputs, sizes[-1]))
+    y = base.effective_network()(x) + 0.5 * draws.normal(ky, (n_inputs, sizes[-1]))
     data = Data(x, y, jnp.asarray(1.0, x.dtype))
     out = {k: [] for k in ("cos_ref", "cos_out", "apical_rel", "apical_cos", "rel_ref")}
     for lam in lams:
@@ -366,8 +367,8 @@ def mc_sps_learned(
     is round-off), and a wrong closed form, or an apical potential that is not silenced in it, fails."""
     kx, kt, km = jax.random.split(jax.random.key(seed), 3)
     model = model_cls.create(sizes, key=km, params=preset(preset_name).as_arrays(), top_down="random", lateral="random")
-    x_train = jax.random.uniform(kx, (n_patterns, sizes[0]), minval=-1.0, maxval=1.0)
-    x_test = jax.random.uniform(kt, (n_test, sizes[0]), minval=-1.0, maxval=1.0)
+    x_train = draws.uniform(kx, (n_patterns, sizes[0]), minval=-1.0, maxval=1.0)
+    x_test = draws.uniform(kt, (n_test, sizes[0]), minval=-1.0, maxval=1.0)
     stream = Data(None, None, 0.0, PatternStream(x_train, None, t_pres))
     plasticity = plasticity_cls(eta_ip=eta_ip, eta_pi=eta_pi, tau_w=tau_w)
     t1 = n_patterns * t_pres

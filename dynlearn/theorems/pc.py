@@ -31,6 +31,7 @@ from ..models.pc import FixedPredictionPC, PredictiveCoding, fixed_prediction_up
 from ..networks import init_network
 from .criteria import at_least, at_most, below, reported, within
 from .registry import Verdict, register_check
+from .. import draws
 
 #: a check's relaxation: THEOREM, returning unconverged results (a broken model must fail, not raise)
 CHECK = THEOREM.replace(throw=False)
@@ -42,15 +43,15 @@ def _problem(sizes, batch, seed, activation="tanh", gain=1.0):
     """A random float64 network with random inputs and targets."""
     k_net, k_x, k_y = jax.random.split(jax.random.key(seed), 3)
     net = init_network(sizes, key=k_net, activation=activation, gain=gain, bias_scale=0.1, dtype=jnp.float64)
-    x = jax.random.normal(k_x, (batch, sizes[0]), jnp.float64)
-    y = jax.random.normal(k_y, (batch, sizes[-1]), jnp.float64)
+    x = draws.normal(k_x, (batch, sizes[0]), jnp.float64)
+    y = draws.normal(k_y, (batch, sizes[-1]), jnp.float64)
     return net, x, y
 
 
 def _random_state(model, data, key, scale=1.0):
     ref = model.init_state(data)
     keys = jax.random.split(key, len(ref))
-    return tuple(scale * jax.random.normal(k, s.shape, s.dtype) for k, s in zip(keys, ref))
+    return tuple(scale * draws.normal(k, s.shape, s.dtype) for k, s in zip(keys, ref))
 
 
 def _distance(a, b):

@@ -35,6 +35,7 @@ from ..models.pc_standard import (
 from ..networks import init_network
 from .criteria import at_least, at_most, reported, within
 from .registry import Verdict, register_check
+from .. import draws
 
 CHECK = THEOREM.replace(throw=False)
 POLISHED = CHECK.replace(polish=True)
@@ -86,10 +87,10 @@ def pc_linear_equilibrium(*, depths=(1, 3), precision_sets=3, width=5, batch=4, 
         for seed in seeds:
             k_net, k_x, k_y, k_p = jax.random.split(jax.random.key(100 * depth + seed), 4)
             net = init_network(sizes, key=k_net, activation="linear", bias_scale=0.1, dtype=jnp.float64)
-            x = jax.random.normal(k_x, (batch, sizes[0]), jnp.float64)
-            y = jax.random.normal(k_y, (batch, sizes[-1]), jnp.float64)
+            x = draws.normal(k_x, (batch, sizes[0]), jnp.float64)
+            y = draws.normal(k_y, (batch, sizes[-1]), jnp.float64)
             for j in range(precision_sets):
-                p = jnp.ones(len(sizes) - 1) if j == 0 else 10.0 ** jax.random.uniform(jax.random.fold_in(k_p, j), (len(sizes) - 1,), jnp.float64, -1, 1)
+                p = jnp.ones(len(sizes) - 1) if j == 0 else 10.0 ** draws.uniform(jax.random.fold_in(k_p, j), (len(sizes) - 1,), jnp.float64, -1, 1)
                 model, data = model_cls(net, p), Data(x, y)
                 eq = equilibrium(model, data, POLISHED)
                 closed = linear_equilibrium(net, x, y, p)
@@ -114,8 +115,8 @@ def _tp_problem(sizes, batch, seed, shift):
     """An invertible tanh network (orthogonal square W_L), inputs, chosen hidden targets t and y = f_L(φ(t))."""
     k_net, k_x, k_t = jax.random.split(jax.random.key(seed), 3)
     net = init_network(sizes, key=k_net, activation="tanh", scheme="orthogonal", gain=1.0, bias_scale=0.1, dtype=jnp.float64)
-    x = 0.5 * jax.random.normal(k_x, (batch, sizes[0]), jnp.float64)  # keeps tanh' >= ~0.4: a well-conditioned inverse
-    t = net.forward(x)[1] + shift * jax.random.normal(k_t, (batch, sizes[1]), jnp.float64)
+    x = 0.5 * draws.normal(k_x, (batch, sizes[0]), jnp.float64)  # keeps tanh' >= ~0.4: a well-conditioned inverse
+    t = net.forward(x)[1] + shift * draws.normal(k_t, (batch, sizes[1]), jnp.float64)
     return net, x, t, net.predict_layer(2, t)
 
 
@@ -218,7 +219,7 @@ def _em_problem(student, teacher, activation, n_samples, key):
         teach = init_network((teacher[0], teacher[-1]), key=kt, activation="linear", scheme="lecun", bias_scale=0.3, dtype=jnp.float64)
     else:
         teach = init_network(teacher, key=kt, activation="tanh", scheme="lecun", gain=2.0, dtype=jnp.float64)
-    x = jax.random.uniform(kx, (n_samples, teacher[0]), jnp.float64, -1, 1)
+    x = draws.uniform(kx, (n_samples, teacher[0]), jnp.float64, -1, 1)
     net = init_network(student, key=ks, activation=activation, bias_scale=0.1, dtype=jnp.float64)
     return net, Data(x, teach(x))
 
@@ -326,8 +327,8 @@ def pc_positive_kkt(*, sizes=(6, 8, 8, 4), batch=4, seeds=(0, 1), n_times=101, t
     for seed in seeds:
         k_net, k_x, k_y, k_b = jax.random.split(jax.random.key(seed), 4)
         net = init_network(sizes, key=k_net, activation="linear", bias_scale=0.3, dtype=jnp.float64)
-        x = jax.random.normal(k_x, (batch, sizes[0]), jnp.float64)
-        y = target_scale * jax.random.normal(k_y, (batch, sizes[-1]), jnp.float64)
+        x = draws.normal(k_x, (batch, sizes[0]), jnp.float64)
+        y = target_scale * draws.normal(k_y, (batch, sizes[-1]), jnp.float64)
         model, data = cls(net), Data(x, y)
         eq = equilibrium(model, data, cfg, save_ts=ts)
         ok = np.isfinite(np.asarray(eq.ts))
@@ -350,7 +351,7 @@ def pc_positive_kkt(*, sizes=(6, 8, 8, 4), batch=4, seeds=(0, 1), n_times=101, t
             comp_b.append(np.nan)
             conv_b.append(np.nan)
             continue
-        feedback = tuple(jnp.sqrt(2.0 / sum(w.shape)) * jax.random.normal(kk, w.shape, w.dtype) for kk, w in zip(jax.random.split(k_b, net.depth - 1), net.weights[1:]))
+        feedback = tuple(jnp.sqrt(2.0 / sum(w.shape)) * draws.normal(kk, w.shape, w.dtype) for kk, w in zip(jax.random.split(k_b, net.depth - 1), net.weights[1:]))
         model_b = PositivePC(net, feedback) if model_cls is None else cls(net, feedback)
         eq_b = equilibrium(model_b, data, cfg)
         comp_b.append(float(kkt_residuals(model_b, eq_b.state, data)["complementarity"]))

@@ -32,6 +32,7 @@ from ..rules.base import get_learner
 from ..rules.dtp import layer_map, output_target, propagate_targets, rates
 from .criteria import at_least, at_most, reported, within
 from .registry import Verdict, register_check
+from .. import draws
 
 #: the quick sweep of FW-DTP's output step η
 STEPS = tuple(np.logspace(-4, -1, 7))
@@ -41,8 +42,8 @@ def _invertible_problem(size, depth, batch, seed):
     """A square tanh network (orthogonal weights, so every layer map is invertible and well conditioned), inputs, targets."""
     k_net, k_x, k_y = jax.random.split(jax.random.key(seed), 3)
     net = init_network((size,) * (depth + 1), key=k_net, scheme="orthogonal", gain=1.0, bias_scale=0.1, dtype=jnp.float64)
-    x = 0.5 * jax.random.normal(k_x, (batch, size), jnp.float64)
-    y = jax.random.normal(k_y, (batch, size), jnp.float64)
+    x = 0.5 * draws.normal(k_x, (batch, size), jnp.float64)
+    y = draws.normal(k_y, (batch, size), jnp.float64)
     return net, x, y
 
 
@@ -52,7 +53,7 @@ def _inverses(net, noise, key):
     out = []
     for l in range(2, net.depth + 1):
         w, b = net.weights[l - 1], net.biases[l - 1]
-        w = w + noise * jax.random.normal(jax.random.fold_in(key, l), w.shape, w.dtype) / np.sqrt(w.shape[0])
+        w = w + noise * draws.normal(jax.random.fold_in(key, l), w.shape, w.dtype) / np.sqrt(w.shape[0])
         unsquash = (lambda h: h) if l == net.depth else jnp.arctanh
         out.append(lambda h, w=w, b=b, u=unsquash: jnp.linalg.solve(w, (u(h) - b).T).T)
     return out
@@ -134,7 +135,7 @@ def _step_sweep(rule, sizes, batch, seed, steps):
     :func:`_linear_propagation_update`, per layer, and that reference's cosine to backprop's gradient."""
     k_net, k_fb, k_x, k_y = jax.random.split(jax.random.key(seed), 4)
     net = init_network(sizes, key=k_net, activation="tanh", bias_scale=0.1, dtype=jnp.float64)
-    x = jax.random.normal(k_x, (batch, sizes[0]), jnp.float64)
+    x = draws.normal(k_x, (batch, sizes[0]), jnp.float64)
     y = jax.nn.one_hot(jax.random.randint(k_y, (batch,), 0, sizes[-1]), sizes[-1], dtype=jnp.float64)
     params = get_learner("fwdtp").init(k_fb, net)
     reference = _linear_propagation_update(params, x, y)

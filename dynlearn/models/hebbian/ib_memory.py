@@ -23,6 +23,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from ... import draws
 
 
 class Reservoir(eqx.Module):
@@ -39,8 +40,8 @@ class Reservoir(eqx.Module):
         the effective dynamics :math:`\tau\dot r = (\mathrm{rotation}\,S - \mathrm{leak}\,I)\, r + W_\mathrm{in} s`
         rotate the stored samples into distinct directions and forget them at rate ``leak``; ``w_in`` ~ N(0, 1/n_in)."""
         k1, k2 = jax.random.split(key)
-        g = jax.random.normal(k1, (size, size), dtype)
-        w_in = jax.random.normal(k2, (size, n_in), dtype) / jnp.sqrt(n_in)
+        g = draws.normal(k1, (size, size), dtype)
+        w_in = draws.normal(k2, (size, n_in), dtype) / jnp.sqrt(n_in)
         return cls.from_draws(g, w_in, size, leak=leak, rotation=rotation, tau=tau, interval=interval)
 
     @classmethod
@@ -99,7 +100,7 @@ def fit_readout(phi, gam, capacity: int, *, key, n_fit: int | None = None, clear
     fitted on a random N(0, 1) stream (data-independent). ``clear``: the reservoir starts every window from rest."""
     n, d_s = gam.shape
     n_fit = n_fit or 4 * max(n, capacity * d_s)
-    stream = jax.random.normal(key, (n_fit + capacity - 1, d_s), phi.dtype)
+    stream = draws.normal(key, (n_fit + capacity - 1, d_s), phi.dtype)
     wins = exact_windows(stream, capacity)
     if clear:
         states = cleared_states(phi, gam, wins)

@@ -41,6 +41,7 @@ from jaxtyping import Array
 from ...losses import get_loss
 from ...rules.base import LEARNERS, Learner, Rule
 from ..base import Data
+from ... import draws
 
 
 def standardise(h: Array, eps: float = 1e-5) -> Array:
@@ -149,7 +150,7 @@ def init_deep_softhebb(key, sizes, *, kernel: int = 3, in_shape=None, dtype=jnp.
     keys = jax.random.split(key, len(sizes) - 1)
     kernels, c = [], shape[0]
     for k_, ch in zip(keys, sizes[1:-1]):
-        w = jax.random.normal(k_, (ch, c, kernel, kernel), dtype)
+        w = draws.normal(k_, (ch, c, kernel, kernel), dtype)
         kernels.append(w / jnp.sqrt(jnp.sum(w**2, axis=(1, 2, 3), keepdims=True)))
         c = ch
     probe = DeepSoftHebb(tuple(kernels), eqx.nn.Linear(1, sizes[-1], key=keys[-1]), shape)

@@ -20,6 +20,7 @@ import numpy as np
 import xarray as xr
 
 from ...losses import cross_entropy_loss
+from ... import draws
 
 #: the quick setting (digits) and the full one
 QUICK = {"data": "digits", "hidden": (64,), "epochs": 5, "lr": 1e-2, "seeds": (0,), "noise": (0.0, 0.25, 0.5, 1.0), "eps": (0.0, 0.02, 0.05, 0.1, 0.2)}
@@ -55,7 +56,7 @@ def robustness(*, data="digits", hidden=(64,), epochs=5, lr=1e-2, seeds=(0,), no
     for i, learner in enumerate(learners.values()):
         for j, seed in enumerate(seeds):
             params, _ = train(learner, ds_, hidden=tuple(hidden), epochs=epochs, lr=lr, seed=seed, progress=False)
-            draw = jax.random.normal(jax.random.key(1000 + seed), x.shape, x.dtype)
+            draw = draws.normal(jax.random.key(1000 + seed), x.shape, x.dtype)
             acc_noise[i, j] = [_accuracy(learner, params, x + s * draw, labels) for s in noise]
             acc_fgsm[i, j] = [_accuracy(learner, params, fgsm(learner, params, x, y, e), labels) for e in eps]
     return xr.Dataset(

@@ -56,6 +56,7 @@ from ..base import Data, DynamicalModel
 from ..latent_equilibrium import prospective as prospective_state
 from .parameters import MicrocircuitParams, preset
 from .plasticity import urbanczik_senn
+from ... import draws
 
 
 class PatternStream(eqx.Module):
@@ -209,17 +210,17 @@ class Microcircuit(DynamicalModel):
         weights, biases, tds, wip, bip, wpi = [], [], [], [], [], []
         for l in range(1, n + 1):
             s = weight_scale if weight_scale is not None else float(np.sqrt(3.0 / sizes[l - 1]))
-            weights.append(jax.random.uniform(keys[5 * (l - 1)], (sizes[l], sizes[l - 1]), dtype, -s, s))
-            biases.append(bias_scale * jax.random.normal(keys[5 * (l - 1) + 1], (sizes[l],), dtype))
+            weights.append(draws.uniform(keys[5 * (l - 1)], (sizes[l], sizes[l - 1]), dtype, -s, s))
+            biases.append(bias_scale * draws.normal(keys[5 * (l - 1) + 1], (sizes[l],), dtype))
         for k in range(1, n):
             kk = keys[5 * (k - 1) + 2 : 5 * (k - 1) + 5]
             if top_down == "transpose":
                 tds.append(top_down_scale * weights[k].T)
             else:
-                tds.append(jax.random.uniform(kk[0], (sizes[k], sizes[k + 1]), dtype, -top_down_scale, top_down_scale))
-            wip.append(lateral_scale * jax.random.uniform(kk[1], (sizes[k + 1], sizes[k]), dtype, -1.0, 1.0))
+                tds.append(draws.uniform(kk[0], (sizes[k], sizes[k + 1]), dtype, -top_down_scale, top_down_scale))
+            wip.append(lateral_scale * draws.uniform(kk[1], (sizes[k + 1], sizes[k]), dtype, -1.0, 1.0))
             bip.append(jnp.zeros((sizes[k + 1],), dtype))
-            wpi.append(lateral_scale * jax.random.uniform(kk[2], (sizes[k], sizes[k + 1]), dtype, -1.0, 1.0))
+            wpi.append(lateral_scale * draws.uniform(kk[2], (sizes[k], sizes[k + 1]), dtype, -1.0, 1.0))
         model = cls(tuple(weights), tuple(biases), tuple(tds), tuple(wip), tuple(bip), tuple(wpi), params, activation, output_activation, prospective, le_iterations)
         return model.self_predicting() if lateral == "sps" else model
 

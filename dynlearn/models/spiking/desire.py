@@ -36,6 +36,7 @@ from ...models.base import Data
 from ...rules.base import LEARNERS, Learner, Rule
 from .neurons import LIF, init_state, step
 from .recurrent import SNNConfig, SpikingNet, encode, scan_steps
+from ... import draws
 
 
 def desire_forward(net: SpikingNet, cfg: SNNConfig, x, key):
@@ -118,7 +119,7 @@ def desire_learner(*, n_steps: int = 20, decay: float = 0.5, v_th: float = 1.0, 
     def init(key, network) -> SpikingNet:
         """Kaiming-normal weights N(0, 2/n_in) of the network's shape (the paper's), zero biases (unused)."""
         keys = jax.random.split(key, len(network.weights))
-        ws = tuple(jax.random.normal(k, w.shape, w.dtype) * jnp.sqrt(2.0 / w.shape[1]) for k, w in zip(keys, network.weights))
+        ws = tuple(draws.normal(k, w.shape, w.dtype) * jnp.sqrt(2.0 / w.shape[1]) for k, w in zip(keys, network.weights))
         return SpikingNet(ws, tuple(jnp.zeros(w.shape[0], w.dtype) for w in ws), ())
 
     return Learner(

@@ -63,6 +63,7 @@ from .recurrent import (
     step_loss,
     target_from,
 )
+from ... import draws
 
 FEEDBACK = ("symmetric", "random", "adaptive")
 
@@ -208,7 +209,7 @@ class EProp(Rule):
         params = params.net if isinstance(params, AdaptiveParams) else params
         K = params.sizes[-1]
         keys = jax.random.split(key, len(params.sizes) - 2)
-        return tuple(jax.random.normal(k, (K, n), params.weights[0].dtype) / jnp.sqrt(K) for k, n in zip(keys, params.sizes[1:-1]))
+        return tuple(draws.normal(k, (K, n), params.weights[0].dtype) / jnp.sqrt(K) for k, n in zip(keys, params.sizes[1:-1]))
 
     def update(self, params, rule_state, batch: Data, key):
         fb, net = list(rule_state), params
@@ -244,7 +245,7 @@ def eprop_learner(*, feedback: str = "symmetric", recurrent: bool = True, feedba
         if not adaptive:
             return net
         K, n = net.weights[-1].shape
-        return AdaptiveParams(net, jax.random.normal(jax.random.fold_in(key, 1), (K, n), net.weights[0].dtype) / jnp.sqrt(K))
+        return AdaptiveParams(net, draws.normal(jax.random.fold_in(key, 1), (K, n), net.weights[0].dtype) / jnp.sqrt(K))
 
     def predict_fn(params, x):
         return predict(params.net if adaptive else params, x)

@@ -27,6 +27,7 @@ from ...losses import get_loss
 from ...models.base import Data
 from ...rules.base import LEARNERS, Learner, Rule
 from .ide import FeedbackSNN, average_rates, ide_gradient, readout, simulate
+from ... import draws
 
 CODINGS = ("rate", "direct")
 
@@ -45,7 +46,7 @@ def init_feedback_snn(key, network, *, feedback_gain: float = 0.5, v_th: float =
     if len(w) < 2:
         raise ValueError("snn/ide needs at least one hidden layer")
     n1, nl = w[0].shape[0], w[-1].shape[1]
-    feedback = feedback_gain / math.sqrt(nl) * jax.random.normal(key, (n1, nl), w[0].dtype)
+    feedback = feedback_gain / math.sqrt(nl) * draws.normal(key, (n1, nl), w[0].dtype)
     return FeedbackSNN(tuple(w[:-1]), tuple(b[:-1]), feedback, w[-1], b[-1], v_th=float(v_th))
 
 

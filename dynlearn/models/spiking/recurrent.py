@@ -38,6 +38,7 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from .neurons import ALIF, LIF, NeuronState, init_state, step
+from ... import draws
 
 CODINGS = ("rate", "regular", "latency")
 LOSSES = ("ce", "mse")
@@ -123,7 +124,7 @@ def init_spiking_net(network, *, key, recurrent: bool = False, init_gain: float 
     if recurrent:
         keys = jax.random.split(key, len(ws) - 1)
         rec = tuple(
-            rec_gain / math.sqrt(w.shape[0]) * jax.random.normal(k, (w.shape[0], w.shape[0]), w.dtype) * (1 - jnp.eye(w.shape[0], dtype=w.dtype))
+            rec_gain / math.sqrt(w.shape[0]) * draws.normal(k, (w.shape[0], w.shape[0]), w.dtype) * (1 - jnp.eye(w.shape[0], dtype=w.dtype))
             for k, w in zip(keys, ws[:-1])
         )
     return SpikingNet(ws, bs, rec)
@@ -132,7 +133,7 @@ def init_spiking_net(network, *, key, recurrent: bool = False, init_gain: float 
 def encode(x: Array, t, key, cfg: SNNConfig) -> Array:
     """The input spikes of step ``t`` (0-based) of the coding ``cfg.coding`` (module docstring)."""
     if cfg.coding == "rate":
-        u = jax.random.uniform(jax.random.fold_in(key, t), x.shape, x.dtype)
+        u = draws.uniform(jax.random.fold_in(key, t), x.shape, x.dtype)
         return (u < cfg.rate_max * x).astype(x.dtype)
     if cfg.coding == "regular":
         r = cfg.rate_max * x

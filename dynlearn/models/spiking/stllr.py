@@ -45,6 +45,7 @@ from .recurrent import (
     step_loss,
     target_from,
 )
+from ... import draws
 
 FEEDBACK = ("bp", "dfa")
 
@@ -63,7 +64,7 @@ class STLLR(Rule):
         """Fixed random broadcast matrices ``(K, n_l)``, N(0, 1/K) (used with ``feedback="dfa"``)."""
         K = params.sizes[-1]
         keys = jax.random.split(key, len(params.sizes) - 2)
-        return tuple(jax.random.normal(k, (K, n), params.weights[0].dtype) / jnp.sqrt(K) for k, n in zip(keys, params.sizes[1:-1]))
+        return tuple(draws.normal(k, (K, n), params.weights[0].dtype) / jnp.sqrt(K) for k, n in zip(keys, params.sizes[1:-1]))
 
     def update(self, params: SpikingNet, rule_state, batch: Data, key):
         grads, loss, rates = stllr_gradient(params, self, batch.x, batch.y, key, rule_state)

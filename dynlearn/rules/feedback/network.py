@@ -26,6 +26,7 @@ from jaxtyping import Array, PRNGKeyArray
 
 from ...errors import ShapeError
 from ...networks import Network, apply_per_sample, init_network, linear_layer, matvec
+from ... import draws
 
 
 class FeedbackNetwork(eqx.Module):
@@ -147,7 +148,7 @@ def transposed_normal(key: PRNGKeyArray, shape: Sequence[int], dtype) -> Array:
     The feedback matrices used to be stored as ``(n_in, n_out)`` (the shape of ``Wᵀ``); drawing them that way and
     transposing keeps every random number of the old layout, so the theorem checks measure the same figures.
     """
-    return jax.random.normal(key, tuple(shape)[::-1], dtype).T
+    return draws.normal(key, tuple(shape)[::-1], dtype).T
 
 
 def random_layer(key: PRNGKeyArray, layer, *, scale: float = 1.0):

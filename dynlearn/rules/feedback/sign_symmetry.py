@@ -22,6 +22,7 @@ from ...networks import Network
 from ..base import LEARNERS, Learner
 from .network import FeedbackNetwork, fan_std, map_weights, random_feedback, replace_weights, stop_gradient, weight_arrays
 from .rule import FeedbackRule, feedback_learner
+from ... import draws
 
 
 class SignSymmetry(FeedbackRule):
@@ -63,7 +64,7 @@ class BatchRandomSignSymmetry(SignSymmetry):
         out = []
         for k, ms in zip(keys, stored):
             ks = jax.random.split(k, len(ms))
-            out.append([jnp.abs(jax.random.normal(kk, m.shape, m.dtype)) * jnp.sqrt(jnp.mean(m**2)) for kk, m in zip(ks, ms)])
+            out.append([jnp.abs(draws.normal(kk, m.shape, m.dtype)) * jnp.sqrt(jnp.mean(m**2)) for kk, m in zip(ks, ms)])
         return out
 
 

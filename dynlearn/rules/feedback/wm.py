@@ -25,6 +25,7 @@ from ..base import LEARNERS, Learner
 from .fa import FeedbackAlignment
 from .network import FeedbackNetwork, LayerApply, map_weights, replace_weights, weight_arrays
 from .rule import feedback_learner
+from ... import draws
 
 
 def mirror_update(network: Network, feedback: tuple, key: PRNGKeyArray, *, sigma: float = 1.0, decay: float = 0.1, samples: int = 64, eta: float = 1.0) -> tuple:
@@ -38,7 +39,7 @@ def mirror_update(network: Network, feedback: tuple, key: PRNGKeyArray, *, sigma
         layer = network.layers[l - 1]
         apply = LayerApply(len(network.shapes[l - 1]))
         w0 = weight_arrays(layer)[0]
-        xi = sigma * jax.random.normal(k, (samples, *network.shapes[l - 1]), w0.dtype)
+        xi = sigma * draws.normal(k, (samples, *network.shapes[l - 1]), w0.dtype)
         response = apply(replace_weights(layer, weight_arrays(layer)), xi)  # W ξ, without the bias
         _, vjp = eqx.filter_vjp(lambda b: apply(b, xi), fb)
         (corr,) = vjp(response)  # Σ_s (W ξ_s) ξ_sᵀ, shaped like B

@@ -11,6 +11,7 @@ from ...models.gdu import PrototypicalRNN, bptt_steps, ep_steps, fixed_point, in
 from ..criteria import at_most, within
 from ..registry import Verdict, register_check
 from .problem import fit, take
+from ... import draws
 
 
 class NonGradientRNN(PrototypicalRNN):
@@ -68,8 +69,8 @@ def ep_gdu(
     base = init_prototypical(jax.random.key(seed), n_in, n_hidden, n_out, w_norm=w_norm)
     model = model_cls(base.W, base.U, base.b, base.n_out)
     kx, ky = jax.random.split(jax.random.key(seed + 1))
-    x = jax.random.normal(kx, (n_in,), jnp.float64)
-    y = jax.random.uniform(ky, (n_out,), jnp.float64)
+    x = draws.normal(kx, (n_in,), jnp.float64)
+    y = draws.uniform(ky, (n_out,), jnp.float64)
     eq = fixed_point(model, x, steps=T)
     gs, gt = bptt_steps(model, x, y, eq.state, K)
     b = np.asarray(betas, float)

@@ -17,6 +17,7 @@ from ...config import THEOREM
 from ...models.base import Data
 from ...models.ep import HopfieldEP, free_phase, nudged_gradients
 from ...networks import init_network
+from ... import draws
 
 #: the EP checks' relaxation: max|ds/dt| <= 1e-9 within t <= 2000 (20 000 steps)
 EP_THEOREM = THEOREM.replace(t1=2000.0, max_steps=20_000)
@@ -32,8 +33,8 @@ def ep_problem(sizes=(4, 8, 6, 3), seed=0, gain=0.5, batch=4, activation="tanh",
     """A float64 EP network (xavier weights times ``gain``, biases N(0, 0.1²)), inputs U(0,1), targets U(0,1)."""
     kn, kx, ky = jax.random.split(jax.random.key(seed), 3)
     net = init_network(sizes, key=kn, activation=activation, gain=gain, bias_scale=0.1, dtype=jnp.float64)
-    x = jax.random.uniform(kx, (batch, sizes[0]), jnp.float64)
-    y = jax.random.uniform(ky, (batch, sizes[-1]), jnp.float64)
+    x = draws.uniform(kx, (batch, sizes[0]), jnp.float64)
+    y = draws.uniform(ky, (batch, sizes[-1]), jnp.float64)
     return model_cls(net), x, y
 
 

@@ -18,6 +18,7 @@ from ...networks import init_network
 from ..criteria import at_most, within
 from ..registry import Verdict, register_check
 from .problem import ONE_SIDED_BETAS, fit, sweep, take
+from ... import draws
 
 NUDGES = tuple(np.logspace(-3, -1, 9))  # on the one-sided EP grid
 
@@ -37,8 +38,8 @@ def ebm_infinitesimal_inference(
     nudges = np.asarray(nudges, float)
     kn, kx, ky = jax.random.split(jax.random.key(seed), 3)
     net = init_network(sizes, key=kn, activation="tanh", gain=1.0, bias_scale=0.1, dtype=jnp.float64)
-    x = jax.random.uniform(kx, (4, sizes[0]), jnp.float64, -1.0, 1.0)
-    y = jax.random.uniform(ky, (4, sizes[-1]), jnp.float64, -1.0, 1.0)
+    x = draws.uniform(kx, (4, sizes[0]), jnp.float64, -1.0, 1.0)
+    y = draws.uniform(ky, (4, sizes[-1]), jnp.float64, -1.0, 1.0)
     g_bp = bp_gradient(net, x, y)
     # PC: soft nudge gamma on the free output; (1/gamma) dE/dtheta at the nudged equilibrium (dE/dtheta = 0 at the FF pass)
     G_pc = _pc_nudged_gradients(PredictiveCoding(net, output="nudged"), x, y, jnp.asarray(nudges))
