@@ -7,7 +7,7 @@ import pytest
 
 from dynlearn import draws
 
-SHAPES = [(), 1, (3,), (5, 4), (64,), (65,), (7, 1, 3), (0, 3)]
+SHAPES = [(), 3, (5, 4), (2, 33), (0, 3)]  # a scalar, an int shape, a matrix, one over a size class, empty
 KEYS = {"raw": jax.random.PRNGKey(1), "typed": jax.random.key(2), "folded": jax.random.fold_in(jax.random.PRNGKey(5), 3)}
 
 
@@ -16,8 +16,7 @@ def _same(a, b):
     assert np.array_equal(np.asarray(a, np.float64), np.asarray(b, np.float64))
 
 
-@pytest.mark.parametrize("key", list(KEYS.values()), ids=list(KEYS))
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64, None])
+@pytest.mark.parametrize("key, dtype", [(KEYS["raw"], jnp.float64), (KEYS["typed"], jnp.float32), (KEYS["folded"], None)], ids=list(KEYS))
 def test_same_numbers_as_jax_random(key, dtype):
     for shape in SHAPES:
         _same(draws.normal(key, shape, dtype), jax.random.normal(key, shape, dtype))
