@@ -9,8 +9,8 @@ is threefry applied to the counter ``i``, and the element-wise Gaussian or unifo
 and :func:`uniform` draw a flat array of the next power of two (at least 64) and cut it: the values are bit for bit
 those of ``jax.random``, and a process compiles one kernel per size class instead of one per shape.
 
-For a traced key or bound, for a non-threefry key, for array-valued bounds, or with the partitionable mode
-switched off, they call ``jax.random`` directly.
+For more than 2²² elements, a traced key or bound, a non-threefry key, array-valued bounds, or with the partitionable
+mode switched off, they call ``jax.random`` directly.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
 _SMALLEST = 64
+_LARGEST = 1 << 22  # larger draws go to jax.random as they are: a cut would cost up to twice the memory
 
 
 def _size_class(n: int) -> int:
@@ -62,7 +63,7 @@ def normal(key: PRNGKeyArray, shape=(), dtype=None) -> Array:
     """:func:`jax.random.normal` ``(key, shape, dtype)``, the same values, compiled once per size class."""
     shape = _shape(shape)
     n = math.prod(shape)
-    if n == 0 or not _cuttable(key):
+    if not 0 < n <= _LARGEST or not _cuttable(key):
         return jax.random.normal(key, shape, dtype)
     return _cut(jax.random.normal(key, (_size_class(n),), dtype), shape)
 
@@ -72,6 +73,6 @@ def uniform(key: PRNGKeyArray, shape=(), dtype=None, minval=0.0, maxval=1.0) -> 
     class (scalar bounds; array bounds go to ``jax.random`` as given)."""
     shape = _shape(shape)
     n = math.prod(shape)
-    if n == 0 or not _cuttable(key, minval, maxval):
+    if not 0 < n <= _LARGEST or not _cuttable(key, minval, maxval):
         return jax.random.uniform(key, shape, dtype, minval, maxval)
     return _cut(jax.random.uniform(key, (_size_class(n),), dtype, minval, maxval), shape)

@@ -42,7 +42,9 @@ def test_inside_jit_and_under_vmap():
     _same(draws.uniform(key, (3,), None, lo, lo + 1), jax.random.uniform(key, (3,), None, lo, lo + 1))
 
 
-def test_other_generators_are_passed_through():
+def test_other_generators_and_large_draws_are_passed_through():
+    big = (2, (1 << 21) + 1)  # over the largest cut size
+    _same(draws.uniform(KEYS["raw"], big), jax.random.uniform(KEYS["raw"], big))
     key = jax.random.key(4, impl="rbg")
     _same(draws.normal(key, (5, 4)), jax.random.normal(key, (5, 4)))
     with jax.threefry_partitionable(False):
