@@ -50,29 +50,26 @@ def _shape(shape) -> tuple[int, ...]:
     return (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
 
 
-def _cut(flat: Array, shape: tuple[int, ...]) -> Array:
-    """The first ``prod(shape)`` elements of ``flat`` in ``shape``: on the host when concrete (nothing to compile),
-    by ``jnp`` under a trace (a concrete key inside ``jit``)."""
+def _draw(fn, key, shape, *args) -> Array:
+    """``fn(key, shape, *args)`` (a ``jax.random`` sampler) as the first ``prod(shape)`` elements of a draw of the
+    shape's size class, cut on the host. Inside ``jit`` (a concrete key whose draw comes back traced) it draws
+    ``shape`` itself, so a compiled program draws no extra numbers; the unused flat draw is dead code there."""
+    shape = _shape(shape)
     n = math.prod(shape)
+    if not 0 < n <= _LARGEST or not _cuttable(key, *args[1:]):
+        return fn(key, shape, *args)
+    flat = fn(key, (_size_class(n),), *args)
     if isinstance(flat, jax.core.Tracer):
-        return flat[:n].reshape(shape)
+        return fn(key, shape, *args)
     return jnp.asarray(np.asarray(flat)[:n].reshape(shape))
 
 
 def normal(key: PRNGKeyArray, shape=(), dtype=None) -> Array:
     """:func:`jax.random.normal` ``(key, shape, dtype)``, the same values, compiled once per size class."""
-    shape = _shape(shape)
-    n = math.prod(shape)
-    if not 0 < n <= _LARGEST or not _cuttable(key):
-        return jax.random.normal(key, shape, dtype)
-    return _cut(jax.random.normal(key, (_size_class(n),), dtype), shape)
+    return _draw(jax.random.normal, key, shape, dtype)
 
 
 def uniform(key: PRNGKeyArray, shape=(), dtype=None, minval=0.0, maxval=1.0) -> Array:
     """:func:`jax.random.uniform` ``(key, shape, dtype, minval, maxval)``, the same values, compiled once per size
     class (scalar bounds; array bounds go to ``jax.random`` as given)."""
-    shape = _shape(shape)
-    n = math.prod(shape)
-    if not 0 < n <= _LARGEST or not _cuttable(key, minval, maxval):
-        return jax.random.uniform(key, shape, dtype, minval, maxval)
-    return _cut(jax.random.uniform(key, (_size_class(n),), dtype, minval, maxval), shape)
+    return _draw(jax.random.uniform, key, shape, dtype, minval, maxval)
