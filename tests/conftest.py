@@ -5,6 +5,13 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("DYNLEARN_JOBS", "1")  # CLI tests run in-process; test_cli spawns workers explicitly
+# One compilation cache for the whole run, shared by both workers and the processes the tests spawn: the same
+# program (a relaxation, a compiled epoch on the same shapes) compiled by another test file is read back instead of
+# compiled again. It lives in the checkout (ignored by git), keyed by JAX on the program and the JAX version, so a
+# stale entry can never be read; `JAX_COMPILATION_CACHE_DIR=""` turns it off.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".jax_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import jax  # noqa: E402
 
