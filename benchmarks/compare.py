@@ -9,6 +9,7 @@ machine's load hits every contestant alike.
     python benchmarks/compare.py --quick                       # digits, 2 epochs, 2 repeats (about a minute)
     python benchmarks/compare.py --dataset fashion_mnist --epochs 1 --repeats 2
     python benchmarks/compare.py --out results/compare         # JSON + plot there
+    python benchmarks/compare.py --inputs standardised         # pixels scaled as in the peers' examples
 
 Contestants: ``dynlearn-euler`` (PC, output clamped, fixed-step Euler x T via
 ``RelaxConfig(solver="euler", dt0=dt, t1=T*dt, steady=False)``), ``dynlearn-steady`` (PC with the default
@@ -275,11 +276,21 @@ def _python_for(name: str) -> str | None:
     return None
 
 
-def _save_split(dataset: str, path: Path) -> None:
+INPUTS = ("unit", "standardised")
+
+
+def _save_split(dataset: str, path: Path, inputs: str = "unit") -> None:
+    """The split every contestant reads. ``inputs="unit"``: pixels in [0, 1] as :func:`dynlearn.data.load` gives
+    them; ``"standardised"``: ``(x - m) / s`` with the scalar mean and standard deviation of the training pixels,
+    the ``Normalize(mean, std)`` step of the peers' own MNIST examples (test pixels use the training statistics)."""
     from dynlearn.data import load
 
     d = load(dataset)
-    np.savez(path, x_train=d.x_train.reshape(len(d.x_train), -1), y_train=d.y_train, x_test=d.x_test.reshape(len(d.x_test), -1), labels_test=d.labels_test)
+    xtr, xte = d.x_train.reshape(len(d.x_train), -1), d.x_test.reshape(len(d.x_test), -1)
+    if inputs == "standardised":
+        m, s = float(xtr.mean()), float(xtr.std())
+        xtr, xte = (xtr - m) / s, (xte - m) / s
+    np.savez(path, x_train=xtr.astype(np.float32), y_train=d.y_train, x_test=xte.astype(np.float32), labels_test=d.labels_test)
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -349,6 +360,7 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=20, help="inference steps T")
     p.add_argument("--dt", type=float, default=0.1, help="Euler step of the fixed-budget PC contestants")
     p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--inputs", choices=INPUTS, default="unit", help="pixels in [0, 1] (unit) or standardised by the training set's mean and std, as in the peers' examples")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--only", default=",".join(CONTESTANTS), help="comma-separated contestants")
     p.add_argument("--out", default="benchmarks/results", help="folder for compare_<dataset>.json and .png")
@@ -369,7 +381,7 @@ def main(argv=None) -> None:
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "split.npz"
-        _save_split(a.dataset, data)
+        _save_split(a.dataset, data, a.inputs)
         for r in range(repeats):
             for n in names:
                 if pythons[n] is None:
@@ -386,14 +398,15 @@ def main(argv=None) -> None:
                 runs.append(json.loads(res.read_text()))
                 print(f"repeat {r + 1}/{repeats} {n}: {statistics.median(runs[-1]['epoch_s']):.3f} s/epoch", file=sys.stderr)
     summary = summarise(runs)
-    print(f"{a.dataset}: MLP {'-'.join(map(str, HIDDEN))}, batch {a.batch}, T = {a.steps}, Adam {LR:g}, {epochs} epochs x {repeats} repeats, interleaved")
+    print(f"{a.dataset} ({a.inputs} inputs): MLP {'-'.join(map(str, HIDDEN))}, batch {a.batch}, T = {a.steps}, Adam {LR:g}, {epochs} epochs x {repeats} repeats, interleaved")
     print_table(summary, skipped)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"dataset": a.dataset, "epochs": epochs, "repeats": repeats, "T": a.steps, "dt": a.dt, "batch": a.batch}
-    (out / f"compare_{a.dataset}.json").write_text(json.dumps({"config": meta, "summary": summary, "skipped": skipped, "runs": runs}, indent=1))
-    plot(summary, out / f"compare_{a.dataset}.png")
-    print(f"wrote {out / f'compare_{a.dataset}.json'} and .png")
+    tag = a.dataset if a.inputs == "unit" else f"{a.dataset}_{a.inputs}"
+    meta = {"dataset": a.dataset, "epochs": epochs, "repeats": repeats, "T": a.steps, "dt": a.dt, "batch": a.batch, "inputs": a.inputs}
+    (out / f"compare_{tag}.json").write_text(json.dumps({"config": meta, "summary": summary, "skipped": skipped, "runs": runs}, indent=1))
+    plot(summary, out / f"compare_{tag}.png")
+    print(f"wrote {out / f'compare_{tag}.json'} and .png")
 
 
 if __name__ == "__main__":
