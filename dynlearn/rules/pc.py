@@ -122,13 +122,13 @@ def pc_learner(*, output: str = "nudged", activation="gelu", nudge: float = 0.1,
     (``solver=``, ``dt0=``, ``t1=``, ``tol=``, ``max_steps=``, ...) changes the fields, ``config=`` replaces it.
     ``init`` names the initialisation scheme of :func:`dynlearn.init_network`. Measured with ``pc/clamped``, ReLU,
     128-128, T = 20 Euler steps of 0.1, Adam 1e-3, batch 64 (``benchmarks/compare.py``). Digits, 5 epochs, mean of 4
-    seeds, pixels in [0, 1]: Xavier-normal 95.8%, fan-in uniform 95.5% (backprop 94.9%); inputs standardised as in
-    the peers' examples: Xavier 94.9%, fan-in uniform 96.9% (pcx 97.0%, backprop 97.0%). Fashion-MNIST, 3 epochs,
-    [0, 1] pixels, 3 seeds: Xavier 84.9%, fan-in uniform 85.3%; standardised, 2 seeds, both fall in the third epoch
-    (84.8% and 83.1%; pcx 36.9%): the weights' spectral norms reach about 8, so the largest eigenvalue of the state
-    Hessian (about 1 + 8²) times dt = 0.1 is past explicit Euler's stability limit of 2 (fan-in uniform, seed 0, 40
-    steps of 0.05: 86.1%, no fall). Xavier stays the default: neither scheme wins across these protocols, and the
-    library's checks and figures were measured with it. ``form``
+    seeds, pixels in [0, 1]: Xavier-normal 95.8%, fan-in uniform 95.5% (backprop 94.9%); inputs standardised as in the
+    peers' examples: Xavier 94.9%, fan-in uniform 96.9% (pcx 97.0%, backprop 97.0%). Fashion-MNIST, 3 epochs, [0, 1]
+    pixels, 3 seeds: Xavier 84.9%, fan-in uniform 85.3%; standardised, 2 seeds, both fall in the third epoch (84.8%
+    and 83.1%; pcx 36.9%): the largest eigenvalue of the state Hessian at the feedforward state (max over 32 training
+    samples) grows from 2.6 at initialisation to 11 after one epoch and 24 after two, past explicit Euler's stability
+    limit dt·λ < 2 at dt = 0.1 (fan-in uniform, seed 0; 40 steps of 0.05: 86.1%, no fall). Xavier stays the default:
+    neither scheme wins across these protocols, and the library's checks and figures were measured with it. ``form``
     is the state parametrisation of :class:`dynlearn.models.pc.PredictiveCoding`: ``"pre"`` (pre-activations,
     Whittington & Bogacz; default) or ``"post"`` (rates, the form of the PC libraries in JAX); measured with
     ``pc/clamped`` in the same protocol: ``"pre"`` 95.4%, ``"post"`` 94.2%.
