@@ -125,10 +125,8 @@ def pc_learner(*, output: str = "nudged", activation="gelu", nudge: float = 0.1,
     seeds, pixels in [0, 1]: Xavier-normal 95.8%, fan-in uniform 95.5% (backprop 94.9%); inputs standardised as in the
     peers' examples: Xavier 94.9%, fan-in uniform 96.9% (pcx 97.0%, backprop 97.0%). Fashion-MNIST, 3 epochs, [0, 1]
     pixels, 3 seeds: Xavier 84.9%, fan-in uniform 85.3%; standardised, 2 seeds, both fall in the third epoch (84.8%
-    and 83.1%; pcx 36.9%): the largest eigenvalue of the state Hessian at the feedforward state (max over 32 training
-    samples) grows from 2.6 at initialisation to 11 after one epoch and 24 after two, past explicit Euler's stability
-    limit dt·λ < 2 at dt = 0.1 (fan-in uniform, seed 0; 40 steps of 0.05: 86.1%, no fall). Xavier stays the default:
-    neither scheme wins across these protocols, and the library's checks and figures were measured with it. ``form``
+    and 83.1%; pcx 36.9%) as inference stops settling (README, "Performance"). Xavier stays the default: neither
+    scheme wins across these protocols, and the library's checks and figures were measured with it. ``form``
     is the state parametrisation of :class:`dynlearn.models.pc.PredictiveCoding`: ``"pre"`` (pre-activations,
     Whittington & Bogacz; default) or ``"post"`` (rates, the form of the PC libraries in JAX); measured with
     ``pc/clamped`` in the same protocol: ``"pre"`` 95.4%, ``"post"`` 94.2%.
