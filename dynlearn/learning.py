@@ -137,14 +137,23 @@ _STEP_CACHE: dict[Any, tuple[Any, Any]] = {}
 
 def cached_epoch(learner: Learner, optimizer, lr, opt: optax.GradientTransformation, weight_decay: float = 0.0):
     """:func:`dynlearn.compiled_epoch.make_epoch`, reused across runs with an equal rule and the same optimiser (name
-    and rate, or the same optax object), so that training several seeds or data fractions compiles once per shape."""
-    key = (learner.rule, optimizer, lr, weight_decay) if isinstance(optimizer, str) else (learner.rule, id(optimizer), weight_decay)
+    and rate, or the same optax object), so that training several seeds or data fractions compiles once per shape.
+
+    A rule holding JAX arrays (PAL's constants, say) is not hashable; it is reused when it is the same rule object,
+    whose arrays cannot change. A rule holding mutable (NumPy) arrays is never reused."""
+    opt_key = (optimizer, lr) if isinstance(optimizer, str) else (id(optimizer),)
+    rule = learner.rule
     try:
-        hash(key)
-    except TypeError:  # a rule holding arrays: no reuse
-        return make_epoch(learner, opt)
+        hash(rule)
+    except TypeError:
+        arrays = [a for a in jax.tree.leaves(rule) if eqx.is_array(a)]
+        if not all(isinstance(a, jax.Array) for a in arrays):
+            return make_epoch(learner, opt)
+        rule = ("same rule object", id(rule))
+    key = (rule, *opt_key, weight_decay)
     if key not in _STEP_CACHE:
-        _STEP_CACHE[key] = (optimizer, make_epoch(learner, opt))  # the optimiser is kept alive, so its id stays unique
+        # the optimiser and the rule are kept alive with the entry, so the ids in the key stay unique
+        _STEP_CACHE[key] = ((optimizer, learner.rule), make_epoch(learner, opt))
     return _STEP_CACHE[key][1]
 
 

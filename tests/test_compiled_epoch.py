@@ -54,6 +54,30 @@ def test_an_epoch_compiles_once_per_shape_and_matches_backprop(small):
     np.testing.assert_allclose(h1.train_loss.values, hb.train_loss.values, rtol=1e-4)
 
 
+class ScaledBP(CountingBP):
+    """CountingBP with its gradient scaled by an array field: a rule that cannot be hashed."""
+
+    scale: object = 1.0
+
+    def update(self, params, rule_state, batch, key):
+        grads, rule_state, metrics = super().update(params, rule_state, batch, key)
+        return jax.tree.map(lambda g: g * self.scale, grads), rule_state, metrics
+
+
+@pytest.mark.parametrize("scale, reused", [(jnp.asarray(1.0, jnp.float32), True), (np.asarray(1.0, np.float32), False)], ids=["jax-array", "numpy-array"])
+def test_a_rule_holding_arrays_compiles_once_when_it_is_the_same_immutable_rule(small, scale, reused):
+    """A rule with a JAX array (PAL's constants) is reused by identity; one with a NumPy array (mutable) never."""
+    learner = Learner("scaled", ScaledBP(scale=scale), defaults={"activation": "tanh"})
+    TRACES["n"] = 0
+    train(learner, small, hidden=(8,), epochs=1, batch_size=32, lr=1e-2, progress=False)
+    after_first = TRACES["n"]
+    train(learner, small, hidden=(8,), epochs=1, batch_size=32, lr=1e-2, seed=1, progress=False)
+    assert after_first > 0 and (TRACES["n"] == after_first) is reused
+    other = Learner("scaled", ScaledBP(scale=jnp.asarray(2.0, jnp.float32)), defaults={"activation": "tanh"})
+    train(other, small, hidden=(8,), epochs=1, batch_size=32, lr=1e-2, progress=False)
+    assert TRACES["n"] > after_first * (1 if reused else 2), "another rule object reused a compiled epoch"
+
+
 def test_a_bad_step_stops_training_naming_epoch_and_step(small):
     learner = Learner("counting", CountingBP(bad_from=7), defaults={"activation": "tanh"})
     with pytest.raises(dl.DivergedError, match=r"non-finite update at epoch 2, step 3"):  # 5 steps per epoch: step 8
