@@ -82,3 +82,10 @@ def test_learner_form_option_and_its_validation(problem):
         get_learner("pc", form="rates")
     with pytest.raises(ValueError, match="form"):
         PredictiveCoding(problem[0], "clamped", "rates")
+
+
+def test_the_model_name_states_the_output_the_form_only_when_it_is_post_and_the_sizes(problem):
+    """The name that errors and results carry: ``PredictiveCoding(output=..., [form='post', ]sizes=...)``."""
+    net = problem[0]
+    assert PredictiveCoding(net).name == f"PredictiveCoding(output='clamped', sizes={SIZES})"
+    assert PredictiveCoding(net, "nudged", "post").name == f"PredictiveCoding(output='nudged', form='post', sizes={SIZES})"
