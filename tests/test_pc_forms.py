@@ -89,3 +89,16 @@ def test_the_model_name_states_the_output_the_form_only_when_it_is_post_and_the_
     net = problem[0]
     assert PredictiveCoding(net).name == f"PredictiveCoding(output='clamped', sizes={SIZES})"
     assert PredictiveCoding(net, "nudged", "post").name == f"PredictiveCoding(output='nudged', form='post', sizes={SIZES})"
+
+
+def test_the_model_is_a_pytree_of_arrays_that_plain_jax_jit_takes(problem):
+    """Output mode and form are static: the model's leaves are arrays only, so ``jax.jit`` (not only
+    ``eqx.filter_jit``) takes it as an argument and gives the eager energy."""
+    net, x, y = problem
+    for output, form in (("clamped", "pre"), ("nudged", "post")):
+        model = PredictiveCoding(net, output, form)
+        assert all(isinstance(a, jax.Array) for a in jax.tree.leaves(model))
+        data = Data(x, y, 0.1)
+        state = model.init_state(data)
+        state = jax.tree.map(lambda s: s + 0.01, state)
+        np.testing.assert_allclose(jax.jit(lambda m, s: m.energy(s, data))(model, state), model.energy(state, data), rtol=1e-12)
