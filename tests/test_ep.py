@@ -291,3 +291,19 @@ def test_nudge_points_made_outside_x64_keep_64_bits_inside(estimator):
             phase = np.exp(2j * np.pi * np.arange(8) / 8)
             np.testing.assert_allclose(np.asarray(b), 0.1 * phase, rtol=0, atol=1e-16)
             np.testing.assert_allclose(np.asarray(jnp.sum(w * b)), 1.0, rtol=0, atol=1e-15)  # the Fourier weights
+
+
+def test_the_field_at_a_complex_state_with_a_real_nudge_is_the_holomorphic_continuation(problem):
+    """A complex state makes the field complex even when the nudge is real: its complex step in direction v,
+    Im f(s + i h v) / h, is the real field's Jacobian-vector product J v (jax.jvp), to O(h²)."""
+    model, x, y, free = problem
+    data = Data(x, y, 0.1)
+    s = free.state
+    v = tuple(jnp.cos(jnp.arange(a.size, dtype=a.dtype).reshape(a.shape)) for a in s)
+    h = 1e-8
+    field = lambda st: model.vector_field(0.0, st, data)  # noqa: E731
+    stepped = field(tuple(a + 1j * h * b for a, b in zip(s, v)))
+    real, jv = jax.jvp(field, (s,), (v,))
+    for c, r, d in zip(stepped, real, jv, strict=True):
+        np.testing.assert_allclose(c.real, r, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(c.imag / h, d, rtol=1e-6, atol=1e-10)

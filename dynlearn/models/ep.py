@@ -125,9 +125,6 @@ class HopfieldEP(EnergyModel):
         x = data.x
         return tuple(jnp.zeros((*x.shape[:-1], n), x.dtype) for n in self.network.sizes[1:])
 
-    def output(self, state) -> Array:
-        return state[-1]
-
     def hessian_min_eigenvalues(self, state, x) -> Array:
         r"""Smallest eigenvalue of :math:`\partial^2 E/\partial s^2` per sample (``(batch,)`` or ``()``).
 
