@@ -285,10 +285,14 @@ def _save_split(dataset: str, path: Path, inputs: str = "unit") -> None:
     the ``Normalize(mean, std)`` step of the peers' own MNIST examples (test pixels use the training statistics)."""
     from dynlearn.data import load
 
+    if inputs not in INPUTS:
+        raise SystemExit(f"--inputs must be one of {', '.join(INPUTS)}, got {inputs!r}")
     d = load(dataset)
     xtr, xte = d.x_train.reshape(len(d.x_train), -1), d.x_test.reshape(len(d.x_test), -1)
     if inputs == "standardised":
         m, s = float(xtr.mean()), float(xtr.std())
+        if not s > 0:
+            raise SystemExit(f"--inputs standardised: the training pixels of {dataset} have no spread (std {s})")
         xtr, xte = (xtr - m) / s, (xte - m) / s
     np.savez(path, x_train=xtr.astype(np.float32), y_train=d.y_train, x_test=xte.astype(np.float32), labels_test=d.labels_test)
 

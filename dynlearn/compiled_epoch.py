@@ -8,7 +8,8 @@ did not converge, is *not applied*: the segment returns the state before it, the
 relaxation status, and the host raises the typed error naming the epoch and step (:func:`dynlearn.learning.train`).
 Checking costs the happy path nothing per step: a guarded re-run finds the bad step only when the segment is bad.
 
-One compilation per scan length: a whole epoch, or segments of ``checkpoint_every`` steps and the remainder.
+One compilation per scan length: a whole epoch, or segments of ``checkpoint_every`` steps and the remainder;
+:func:`cached_epoch` reuses it across runs. :func:`make_step` is the same step compiled alone, for step-by-step loops.
 """
 
 from __future__ import annotations
@@ -134,3 +135,49 @@ def make_epoch(learner, optimizer: optax.GradientTransformation):
 
     run.relaxations = relaxations
     return run
+
+
+def make_step(learner, optimizer: optax.GradientTransformation):
+    """The jitted step ``(params, rule_state, opt_state, x, y, key) -> (params, rule_state, opt_state, metrics)``.
+
+    The relaxations of the rule's update do not raise inside the compiled step: their worst status travels out in
+    ``metrics`` (``relax_status``, ``relax_residual``, ``relax_time``, ``relax_index``, see
+    :func:`dynlearn.dynamics.collect_status`) and :func:`dynlearn.learning.raise_for_step` raises the typed error on
+    the host; ``step.relaxations`` lists ``(model name, tol)`` of the relaxations by ``relax_index``.
+    :func:`dynlearn.learning.train` runs whole epochs instead (:func:`make_epoch`, the same step inside ``lax.scan``).
+    Also importable as ``dynlearn.learning.make_step``.
+    """
+    relaxations: list[tuple[str, float | None]] = []
+    compiled = eqx.filter_jit(step_body(learner, optimizer, relaxations))
+
+    def step(params, rule_state, opt_state, x, y, key):
+        return compiled(params, rule_state, opt_state, x, y, key)
+
+    step.relaxations = relaxations
+    return step
+
+
+#: compiled epochs by (rule, optimiser, weight decay): see :func:`cached_epoch`
+_EPOCH_CACHE: dict = {}
+
+
+def cached_epoch(learner, optimizer, lr, opt: optax.GradientTransformation, weight_decay: float = 0.0):
+    """:func:`make_epoch`, reused across runs with an equal rule and the same optimiser (name and rate, or the same
+    optax object), so that training several seeds or data fractions compiles once per shape.
+
+    A rule holding JAX arrays (PAL's constants, say) is not hashable; it is reused when it is the same rule object,
+    whose arrays cannot change. A rule holding mutable (NumPy) arrays is never reused."""
+    opt_key = (optimizer, lr) if isinstance(optimizer, str) else (id(optimizer),)
+    rule = learner.rule
+    try:
+        hash(rule)
+    except TypeError:
+        arrays = [a for a in jax.tree.leaves(rule) if eqx.is_array(a)]
+        if not all(isinstance(a, jax.Array) for a in arrays):
+            return make_epoch(learner, opt)
+        rule = ("same rule object", id(rule))
+    key = (rule, *opt_key, weight_decay)
+    if key not in _EPOCH_CACHE:
+        # the optimiser and the rule are kept alive with the entry, so the ids in the key stay unique
+        _EPOCH_CACHE[key] = ((optimizer, learner.rule), make_epoch(learner, opt))
+    return _EPOCH_CACHE[key][1]

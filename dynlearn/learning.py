@@ -22,7 +22,7 @@ import numpy as np
 import optax
 import xarray as xr
 
-from .compiled_epoch import PROGRESS, make_epoch, step_body
+from .compiled_epoch import _STATUS_KEYS, PROGRESS, cached_epoch, make_step  # noqa: F401  (make_step: the public step)
 from .data import Dataset
 from . import runs, validation
 from .dynamics import CONVERGED, collect_status, status_error
@@ -113,51 +113,6 @@ def _jitted_predict(learner: Learner):
     return _PREDICT_CACHE[key]
 
 
-def make_step(learner: Learner, optimizer: optax.GradientTransformation):
-    """The jitted step ``(params, rule_state, opt_state, x, y, key) -> (params, rule_state, opt_state, metrics)``.
-
-    The relaxations of the rule's update do not raise inside the compiled step: their worst status travels out in
-    ``metrics`` (``relax_status``, ``relax_residual``, ``relax_time``, ``relax_index``, see
-    :func:`dynlearn.dynamics.collect_status`) and :func:`raise_for_step` raises the typed error on the host;
-    ``step.relaxations`` lists ``(model name, tol)`` of the relaxations by ``relax_index``. :func:`train` runs whole
-    epochs instead (:func:`dynlearn.compiled_epoch.make_epoch`, the same step inside ``lax.scan``).
-    """
-    relaxations: list[tuple[str, float | None]] = []
-    compiled = eqx.filter_jit(step_body(learner, optimizer, relaxations))
-
-    def step(params, rule_state, opt_state, x, y, key):
-        return compiled(params, rule_state, opt_state, x, y, key)
-
-    step.relaxations = relaxations
-    return step
-
-
-_STEP_CACHE: dict[Any, tuple[Any, Any]] = {}
-
-
-def cached_epoch(learner: Learner, optimizer, lr, opt: optax.GradientTransformation, weight_decay: float = 0.0):
-    """:func:`dynlearn.compiled_epoch.make_epoch`, reused across runs with an equal rule and the same optimiser (name
-    and rate, or the same optax object), so that training several seeds or data fractions compiles once per shape.
-
-    A rule holding JAX arrays (PAL's constants, say) is not hashable; it is reused when it is the same rule object,
-    whose arrays cannot change. A rule holding mutable (NumPy) arrays is never reused."""
-    opt_key = (optimizer, lr) if isinstance(optimizer, str) else (id(optimizer),)
-    rule = learner.rule
-    try:
-        hash(rule)
-    except TypeError:
-        arrays = [a for a in jax.tree.leaves(rule) if eqx.is_array(a)]
-        if not all(isinstance(a, jax.Array) for a in arrays):
-            return make_epoch(learner, opt)
-        rule = ("same rule object", id(rule))
-    key = (rule, *opt_key, weight_decay)
-    if key not in _STEP_CACHE:
-        # the optimiser and the rule are kept alive with the entry, so the ids in the key stay unique
-        _STEP_CACHE[key] = ((optimizer, learner.rule), make_epoch(learner, opt))
-    return _STEP_CACHE[key][1]
-
-
-_STATUS_KEYS = ("relax_status", "relax_residual", "relax_time", "relax_index")
 
 
 def raise_for_step(step, metrics: dict[str, float], learner: Learner, context: str) -> dict[str, float]:

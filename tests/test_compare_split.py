@@ -25,3 +25,9 @@ def test_standardised_split_uses_the_training_pixels_statistics(tmp_path):
     assert abs(float(z["x_test"].mean())) > 1e-4
     for k in ("y_train", "labels_test"):
         np.testing.assert_array_equal(u[k], z[k])
+
+
+def test_an_unknown_input_scaling_is_refused_naming_it(tmp_path):
+    with pytest.raises(SystemExit, match="--inputs must be one of unit, standardised, got 'zscore'"):
+        _save_split("digits", tmp_path / "x.npz", "zscore")
+    assert not (tmp_path / "x.npz").exists()
